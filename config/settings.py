@@ -1,0 +1,82 @@
+"""Typed settings read from the environment (and `.env` when present).
+
+Every variable has an embedded default, so a fresh checkout runs with no configuration:
+SQLite under `var/` and a broker that needs no server (kombu's filesystem transport).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+VAR_DIR = PROJECT_ROOT / "var"
+
+Plan17 = Literal["free", "basic", "advanced", "pro", "flagship"]
+
+
+class Settings(BaseSettings):
+    """The service's configuration; names match DESIGN.md's public interface."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    database_url: str = f"sqlite:///{VAR_DIR / 'lifecycle.sqlite3'}"
+    broker_url: str = "filesystem://"
+    # Where the embedded filesystem broker keeps its messages.
+    broker_dir: Path = VAR_DIR / "broker"
+    # Shared rate-limiter backend: a redis:// URL, or empty for the file lock under var/.
+    limiter_url: str = ""
+    secret_key: SecretStr = SecretStr("dev-only-change-me")
+
+    seventeentrack_api_key: SecretStr = SecretStr("")
+    seventeentrack_api_url: str = "https://api.17track.net/track/v2.2"
+    seventeentrack_plan: Plan17 = "free"
+    seventeentrack_rate_per_second: int = Field(3, ge=1)
+    seventeentrack_batch_size: int = Field(40, ge=1, le=40)
+    seventeentrack_timeout_seconds: float = 10.0
+
+    cargoai_api_key: SecretStr = SecretStr("")
+    cargoai_api_url: str = "https://api.cargoai.co"
+    cargoai_plan: str = ""
+    cargoai_callback_auth: Literal["hmac", "bearer", "basic", "none"] = "hmac"
+    public_base_url: str = "http://127.0.0.1:8000"
+    admin_password: SecretStr | None = None
+
+    webhook_max_bytes: int = 1024 * 1024
+    inbox_batch_size: int = Field(500, ge=1, le=5000)
+    # Rows still pending this long after arrival are re-dispatched by the sweeper.
+    sweep_interval_seconds: float = 5.0
+    sweep_pending_after_seconds: float = 3.0
+    # An operation claimed but not finished within this time is considered abandoned.
+    operation_lease_seconds: float = 120.0
+    operation_max_attempts: int = 20
+    log_level: str = "INFO"
+
+    @field_validator("seventeentrack_api_url", "cargoai_api_url", "public_base_url")
+    @classmethod
+    def _strip_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def is_embedded_broker(self) -> bool:
+        return self.broker_url.startswith("filesystem")
+
+    @property
+    def shared_limiter_url(self) -> str:
+        """Redis URL for the provider rate limiter, falling back to the broker when it is Redis."""
+        if self.limiter_url:
+            return self.limiter_url
+        return self.broker_url if self.broker_url.startswith("redis") else ""
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,39 @@
+"""The shipment lifecycle manager: `create_app` is the one app factory."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from config.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the Flask app (and its Celery app) from settings, the environment by default."""
+    from lifecycle import runtime
+    from lifecycle.celery import celery_init_app
+    from lifecycle.extensions import db
+    from lifecycle.web import register_blueprints
+
+    settings = settings or get_settings()
+    _configure_logging(settings.log_level)
+    app = Flask(__name__)
+    app.config.from_mapping(
+        SECRET_KEY=settings.secret_key.get_secret_value(),
+        DATABASE_URL=settings.database_url,
+        MAX_CONTENT_LENGTH=settings.webhook_max_bytes,
+        SETTINGS=settings,
+    )
+    db.init_app(app)
+    celery_init_app(app, settings)
+    runtime.init_app(app)
+    register_blueprints(app)
+    return app
+
+
+def _configure_logging(level: str) -> None:
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    root.setLevel(level.upper())

@@ -1,0 +1,68 @@
+"""Celery wired to the Flask app: every task runs inside the app context."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, Task
+from flask import Flask, has_app_context
+
+from config.settings import VAR_DIR, Settings
+
+QUEUE = "lifecycle"
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "broker_url": settings.broker_url,
+        "task_ignore_result": True,
+        "result_backend": None,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        # Tasks are idempotent (they drain tables), so a crash mid-task may simply re-run them.
+        "task_acks_late": True,
+        "worker_prefetch_multiplier": 1,
+        "task_default_queue": QUEUE,
+        "broker_connection_retry_on_startup": True,
+        "worker_hijack_root_logger": False,
+        "beat_schedule": {
+            "sweep": {"task": "lifecycle.maintenance.sweep", "schedule": settings.sweep_interval_seconds},
+        },
+        "beat_schedule_filename": str(VAR_DIR / "celerybeat-schedule"),
+        "include": ["workers.tasks"],
+    }
+    if settings.is_embedded_broker:
+        folder = settings.broker_dir / "queue"
+        folder.mkdir(parents=True, exist_ok=True)
+        config["broker_transport_options"] = {
+            "data_folder_in": str(folder),
+            "data_folder_out": str(folder),
+            "store_processed": False,
+            # The filesystem transport polls; a short interval keeps embedded latency low.
+            "polling_interval": 0.25,
+        }
+    else:
+        # Fail fast when Redis is down: the webhook path must never wait on the broker.
+        config["broker_transport_options"] = {"socket_connect_timeout": 2, "socket_timeout": 5}
+    return config
+
+
+def celery_init_app(app: Flask, settings: Settings) -> Celery:
+    class FlaskTask(Task):
+        def __call__(self, *args: object, **kwargs: object) -> object:
+            # Reuse a context that is already active (in-thread test workers, nested calls).
+            if has_app_context():
+                return self.run(*args, **kwargs)
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery_app = Celery(app.import_name, task_cls=FlaskTask)
+    celery_app.conf.update(celery_config(settings))
+    celery_app.set_default()
+    app.extensions["celery"] = celery_app
+    return celery_app
+
+
+def send_signal(app: Flask, task_name: str) -> None:
+    """Ask the workers to run a task now; raises if the broker cannot be reached."""
+    app.extensions["celery"].send_task(task_name, retry=False)

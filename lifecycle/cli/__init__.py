@@ -1,0 +1,14 @@
+"""`manage.py` commands, grouped by area."""
+
+import click
+
+from lifecycle.cli import data, processes
+
+
+@click.group(help="Shipment lifecycle manager: webhooks in, state out, providers told.")
+def cli() -> None:
+    pass
+
+
+for command in (*processes.COMMANDS, *data.COMMANDS):
+    cli.add_command(command)

@@ -1,0 +1,96 @@
+"""Data commands: db upgrade, shipments, inbox."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from config.settings import get_settings
+from lifecycle import migrate
+
+
+@click.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command()
+def upgrade() -> None:
+    """Apply every pending migration to DATABASE_URL."""
+    settings = get_settings()
+    migrate.upgrade(settings.database_url)
+    click.echo("database at head")
+
+
+def _session():  # type: ignore[no-untyped-def]
+    from lifecycle import create_app
+    from lifecycle.extensions import db as database
+
+    app = create_app()
+    return app, database.new_session()
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--status", help="Filter by status (delivered, in_transit, …).")
+@click.option("--tracking", help="Filter by tracking state (tracking, stopping, stopped, …).")
+@click.option("--number", help="One tracking number.")
+@click.option("--limit", default=1000, show_default=True)
+@click.option("--history", is_flag=True, help="Include each shipment's transitions.")
+def shipments(as_json: bool, status: str | None, tracking: str | None, number: str | None,
+              limit: int, history: bool) -> None:  # fmt: skip
+    """List shipments and their state."""
+    from lifecycle.shipments import queries
+
+    _app, session = _session()
+    with session:
+        rows = queries.list_shipments(session, status=status, tracking=tracking, number=number, limit=limit)
+        items = []
+        for shipment in rows:
+            item = queries.shipment_json(shipment)
+            if history:
+                item["transitions"] = [queries.transition_json(t) for t in queries.history(session, shipment.id)]
+            items.append(item)
+    if as_json:
+        click.echo(json.dumps({"shipments": items}, indent=2))
+        return
+    if not items:
+        click.echo("no shipments")
+        return
+    click.echo(f"{'PROVIDER':8} {'NUMBER':24} {'CARRIER':>7} {'STATUS':20} {'TRACKING':9} LAST EVENT")
+    for item in items:
+        click.echo(
+            f"{item['provider']:8} {item['number']:24} {item['carrier'] or '-':>7} "
+            f"{item['status']:20} {item['tracking']:9} {item['last_event_at'] or '-'}"
+        )
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--requeue-failed", is_flag=True, help="Put failed rows back to pending.")
+def inbox(as_json: bool, requeue_failed: bool) -> None:
+    """Inbox counts by status, and the failed rows with their errors."""
+    from sqlalchemy import func, select
+
+    from lifecycle.inbox import service
+    from lifecycle.inbox.models import FAILED, InboxEvent
+
+    _app, session = _session()
+    with session, session.begin():
+        requeued = service.requeue_failed(session) if requeue_failed else 0
+        counts = dict(session.execute(select(InboxEvent.status, func.count()).group_by(InboxEvent.status)).all())
+        failed = session.scalars(select(InboxEvent).where(InboxEvent.status == FAILED).limit(50)).all()
+        failures = [{"id": r.id, "provider": r.provider, "error": r.error} for r in failed]
+    report = {"counts": counts, "failed": failures, "requeued": requeued}
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo("  ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "inbox empty")
+    for failure in failures:
+        click.echo(f"failed #{failure['id']} ({failure['provider']}): {failure['error']}")
+    if requeued:
+        click.echo(f"requeued {requeued} failed row(s)")
+
+
+COMMANDS = (db, shipments, inbox)

@@ -1,0 +1,147 @@
+"""Claiming and processing inbox rows in batches (invariants 2, 4 and 7)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from lifecycle.db import utcnow
+from lifecycle.inbox.models import FAILED, PENDING, PROCESSED, InboxEvent
+from lifecycle.providers import seventeentrack as st
+from lifecycle.shipments.apply import apply_pushes
+from lifecycle.sqlutil import is_retryable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DrainReport:
+    batches: int = 0
+    processed: int = 0
+    failed: int = 0
+    operations_created: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+    def add(self, outcomes: dict[int, str], operations: int) -> None:
+        self.batches += 1
+        self.operations_created += operations
+        for outcome in outcomes.values():
+            self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+            if outcome == "failed":
+                self.failed += 1
+            else:
+                self.processed += 1
+
+
+def drain(session_factory: Callable[[], Session], batch_size: int, max_batches: int = 10_000) -> DrainReport:
+    """Process pending inbox rows batch after batch until none is left (or max_batches)."""
+    report = DrainReport()
+    for _ in range(max_batches):
+        outcomes, operations = _process_batch_with_retry(session_factory, batch_size)
+        if not outcomes:
+            break
+        report.add(outcomes, operations)
+    return report
+
+
+def _process_batch_with_retry(
+    session_factory: Callable[[], Session], batch_size: int
+) -> tuple[dict[int, str], int]:
+    for attempt in range(5):
+        try:
+            with session_factory() as session, session.begin():
+                return process_batch(session, batch_size)
+        except Exception as exc:
+            if not is_retryable(exc) or attempt == 4:
+                raise
+            # Another worker holds locks we need (deadlock victim): the whole batch rolls back.
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def process_batch(session: Session, batch_size: int) -> tuple[dict[int, str], int]:
+    """Claim up to `batch_size` pending rows, apply them and mark each; in the caller's transaction."""
+    stmt = (
+        select(InboxEvent)
+        .where(InboxEvent.status == PENDING)
+        .order_by(InboxEvent.id)
+        .limit(batch_size)
+        .with_for_update(skip_locked=True)
+    )
+    rows = list(session.scalars(stmt))
+    if not rows:
+        return {}, 0
+    errors: dict[int, str] = {}
+    pushes: list[tuple[int, st.Push]] = []
+    for row in rows:
+        try:
+            pushes.append((row.id, _parse(row)))
+        except st.PushError as exc:
+            errors[row.id] = str(exc)
+    outcomes, operations = _apply_isolating_poison(session, pushes, errors)
+    _mark(session, rows, outcomes, errors)
+    return outcomes, operations
+
+
+def _parse(row: InboxEvent) -> st.Push:
+    if row.provider != st.PROVIDER:
+        raise st.PushError(f"no processor for provider {row.provider!r}")
+    return st.parse_push(row.body)
+
+
+def _apply_isolating_poison(
+    session: Session, pushes: list[tuple[int, st.Push]], errors: dict[int, str]
+) -> tuple[dict[int, str], int]:
+    """Apply the batch in one go; if the database refuses it, retry row by row to find the culprit."""
+    outcomes = {row_id: "failed" for row_id in errors}
+    try:
+        with session.begin_nested():
+            effects = apply_pushes(session, pushes)
+        return outcomes | effects.outcomes, len(effects.operations)
+    except Exception as exc:
+        if is_retryable(exc):
+            raise
+        log.warning("batch of %d failed (%s); applying row by row", len(pushes), exc)
+    created = 0
+    for row_id, push in pushes:
+        try:
+            with session.begin_nested():
+                effects = apply_pushes(session, [(row_id, push)])
+            outcomes |= effects.outcomes
+            created += len(effects.operations)
+        except Exception as exc:
+            if is_retryable(exc):
+                raise
+            outcomes[row_id] = "failed"
+            errors[row_id] = f"{exc.__class__.__name__}: {exc}"
+    return outcomes, created
+
+
+def _mark(session: Session, rows: list[InboxEvent], outcomes: dict[int, str], errors: dict[int, str]) -> None:
+    now = utcnow()
+    for row in rows:
+        outcome = outcomes.get(row.id, "failed")
+        row.status = FAILED if outcome == "failed" else PROCESSED
+        row.outcome = outcome
+        row.error = errors.get(row.id)
+        row.processed_at = now
+
+
+def pending_older_than(session: Session, seconds: float) -> int:
+    cutoff = utcnow() - timedelta(seconds=seconds)
+    stmt = select(func.count()).where(InboxEvent.status == PENDING, InboxEvent.received_at < cutoff)
+    return session.scalar(stmt) or 0
+
+
+def requeue_failed(session: Session, ids: list[int] | None = None) -> int:
+    """Put failed rows back to pending (after a fix), all of them or the given ids."""
+    stmt = update(InboxEvent).where(InboxEvent.status == FAILED)
+    if ids:
+        stmt = stmt.where(InboxEvent.id.in_(ids))
+    return session.execute(stmt.values(status=PENDING, error=None, outcome=None)).rowcount or 0

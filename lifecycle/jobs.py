@@ -1,0 +1,53 @@
+"""What the Celery tasks do, as plain functions over the services (run inside an app context)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from typing import Any
+
+from lifecycle import runtime
+from lifecycle.extensions import db
+from lifecycle.inbox import service as inbox
+from lifecycle.operations import service as operations
+from lifecycle.operations.stoptrack import flush_stoptrack
+
+log = logging.getLogger(__name__)
+
+
+def drain_inbox() -> dict[str, Any]:
+    """Apply every pending inbox row, then signal the operation sender if work was created."""
+    report = inbox.drain(db.new_session, runtime.settings().inbox_batch_size)
+    if report.operations_created:
+        runtime.signal(runtime.FLUSH_OPERATIONS)
+    if report.batches:
+        log.info("inbox drained: %s", report.outcomes)
+    return asdict(report)
+
+
+def flush_operations() -> dict[str, Any]:
+    """Send every due outbox operation to its provider."""
+    config = runtime.settings()
+    report = flush_stoptrack(
+        db.new_session,
+        runtime.stoptrack_client(),
+        batch_size=config.seventeentrack_batch_size,
+        max_attempts=config.operation_max_attempts,
+    )
+    if report.calls:
+        log.info("stoptrack: %s", report)
+    return asdict(report)
+
+
+def sweep() -> dict[str, Any]:
+    """Re-dispatch work a lost signal or a crashed worker left behind."""
+    config = runtime.settings()
+    with db.new_session() as session, session.begin():
+        released = operations.release_abandoned(session, config.operation_lease_seconds)
+        stuck_rows = inbox.pending_older_than(session, config.sweep_pending_after_seconds)
+        ready_operations = operations.count_ready(session)
+    if stuck_rows:
+        runtime.signal(runtime.DRAIN_INBOX)
+    if ready_operations:
+        runtime.signal(runtime.FLUSH_OPERATIONS)
+    return {"released_operations": released, "pending_rows": stuck_rows, "ready_operations": ready_operations}

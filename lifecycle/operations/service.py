@@ -1,0 +1,112 @@
+"""Deciding, claiming and settling outbox operations."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from lifecycle.db import utcnow
+from lifecycle.operations.models import CANCELLED, DONE, FAILED, IN_FLIGHT, PENDING, Operation
+from lifecycle.shipments.models import Shipment
+
+STOPTRACK = "stoptrack"
+
+
+def stoptrack_row(shipment: Shipment) -> dict[str, Any]:
+    """The outbox row that stops tracking a delivered shipment (one per registration)."""
+    key = f"17track:stoptrack:{shipment.number}:{shipment.carrier}:{shipment.registration_generation}"
+    now = utcnow()
+    return {
+        "provider": "17track",
+        "kind": STOPTRACK,
+        "shipment_id": shipment.id,
+        "number": shipment.number,
+        "carrier": shipment.carrier,
+        "idempotency_key": key,
+        "status": PENDING,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
+
+
+def cancel_pending_stoptrack(session: Session, shipment_ids: Sequence[int]) -> None:
+    """The provider already stopped these (TRACKING_STOPPED): no call is needed any more."""
+    if not shipment_ids:
+        return
+    session.execute(
+        update(Operation)
+        .where(
+            Operation.shipment_id.in_(shipment_ids),
+            Operation.kind == STOPTRACK,
+            Operation.status == PENDING,
+        )
+        .values(status=CANCELLED, completed_at=utcnow(), result_message="stopped by provider")
+    )
+
+
+def claim_ready(session: Session, provider: str, kind: str, limit: int) -> list[Operation]:
+    """Claim up to `limit` due operations; the caller commits before calling the provider."""
+    now = utcnow()
+    stmt = (
+        select(Operation)
+        .where(
+            Operation.status == PENDING,
+            Operation.provider == provider,
+            Operation.kind == kind,
+            Operation.next_attempt_at <= now,
+        )
+        .order_by(Operation.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    operations = list(session.scalars(stmt))
+    for operation in operations:
+        operation.status = IN_FLIGHT
+        operation.claimed_at = now
+        operation.attempts += 1
+    return operations
+
+
+def retry_later(operations: Sequence[Operation], error: str, max_attempts: int, floor: float) -> None:
+    """Back off exponentially with jitter; give up (failed) after `max_attempts`."""
+    now = utcnow()
+    for operation in operations:
+        operation.result_message = error
+        if operation.attempts >= max_attempts:
+            operation.status = FAILED
+            operation.completed_at = now
+            continue
+        delay = max(floor, min(300.0, 2.0 ** (operation.attempts - 1)))
+        operation.status = PENDING
+        operation.next_attempt_at = now + timedelta(seconds=delay * random.uniform(1.0, 1.25))
+
+
+def settle(operation: Operation, code: int | None, message: str | None, ok: bool) -> None:
+    operation.status = DONE if ok else FAILED
+    operation.result_code = code
+    operation.result_message = message
+    operation.completed_at = utcnow()
+
+
+def release_abandoned(session: Session, lease_seconds: float) -> int:
+    """Put back operations whose worker died between claiming and settling them."""
+    cutoff: datetime = utcnow() - timedelta(seconds=lease_seconds)
+    result = session.execute(
+        update(Operation)
+        .where(Operation.status == IN_FLIGHT, Operation.claimed_at < cutoff)
+        .values(status=PENDING, next_attempt_at=utcnow())
+    )
+    return result.rowcount or 0
+
+
+def count_ready(session: Session) -> int:
+    stmt = select(Operation.id).where(
+        Operation.status == PENDING, Operation.next_attempt_at <= utcnow()
+    )
+    return len(session.scalars(stmt.limit(1)).all())

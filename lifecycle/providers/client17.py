@@ -1,0 +1,66 @@
+"""HTTP client for the 17TRACK API: one shared limiter in front of every call."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import requests
+
+from lifecycle.ratelimit import Limiter
+
+
+class ProviderError(Exception):
+    """A call that did not produce a per-item answer."""
+
+    def __init__(self, message: str, *, transient: bool, code: int | None = None) -> None:
+        super().__init__(message)
+        self.transient = transient
+        self.code = code
+
+
+# Request-level codes that say "try again later" rather than "this request is wrong".
+_TRANSIENT_CODES = frozenset({-18010003})
+
+
+class SeventeenTrackClient:
+    def __init__(self, base_url: str, api_key: str, limiter: Limiter, timeout: float) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self._limiter = limiter
+        self._timeout = timeout
+        self._http = requests.Session()
+        # One window per account: two deployments with different keys do not share a limit.
+        self.limiter_key = "17track:" + hashlib.sha256(api_key.encode()).hexdigest()[:12]
+
+    def call(self, endpoint: str, body: Any) -> dict[str, Any]:
+        """POST to an endpoint; returns `data` of a code-0 envelope or raises ProviderError."""
+        self._limiter.acquire(self.limiter_key)
+        try:
+            response = self._http.post(
+                f"{self._base_url}/{endpoint}",
+                json=body,
+                headers={"17token": self._api_key},
+                timeout=self._timeout,
+            )
+        except requests.RequestException as exc:
+            raise ProviderError(f"{endpoint}: {exc.__class__.__name__}: {exc}", transient=True) from exc
+        return _unwrap(endpoint, response)
+
+
+def _unwrap(endpoint: str, response: requests.Response) -> dict[str, Any]:
+    status = response.status_code
+    if status == 429 or status >= 500:
+        raise ProviderError(f"{endpoint}: HTTP {status}", transient=True)
+    if status != 200:
+        raise ProviderError(f"{endpoint}: HTTP {status} {response.text[:200]}", transient=False)
+    try:
+        envelope = response.json()
+    except ValueError as exc:
+        raise ProviderError(f"{endpoint}: response is not JSON", transient=True) from exc
+    code = envelope.get("code")
+    if code != 0:
+        errors = (envelope.get("data") or {}).get("errors") or [{}]
+        message = errors[0].get("message") or f"code {code}"
+        raise ProviderError(f"{endpoint}: {code} {message}", transient=code in _TRANSIENT_CODES, code=code)
+    return envelope.get("data") or {}

@@ -1,0 +1,130 @@
+"""17TRACK facts: webhook signature, push parsing and status mapping (reference/17track.md §3-4)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+PROVIDER = "17track"
+EVENT_UPDATED = "TRACKING_UPDATED"
+EVENT_STOPPED = "TRACKING_STOPPED"
+
+ERR_ALREADY_REGISTERED = -18019901
+ERR_NOT_REGISTERED = -18019902
+ERR_ALREADY_STOPPED = -18019906
+
+_MAIN_STATUS = {
+    "NotFound": "not_found",
+    "InfoReceived": "info_received",
+    "InTransit": "in_transit",
+    "Expired": "expired",
+    "AvailableForPickup": "available_for_pickup",
+    "OutForDelivery": "out_for_delivery",
+    "DeliveryFailure": "delivery_failure",
+    "Delivered": "delivered",
+    "Exception": "exception",
+}
+# Sub-statuses that name a state of their own in our vocabulary.
+_SUB_STATUS = {"Exception_Returning": "returning", "Exception_Returned": "returned"}
+
+
+class PushError(ValueError):
+    """The body is not a 17TRACK push this service can apply."""
+
+
+@dataclass(frozen=True)
+class Push:
+    event: str
+    number: str
+    carrier: int
+    tag: str | None
+    status: str | None = None
+    sub_status: str | None = None
+    event_time: datetime | None = None
+    description: str | None = None
+
+
+def sign(raw_body: bytes, api_key: str) -> str:
+    """The `sign` header 17TRACK sends: hex SHA-256 of the raw body + "/" + key (not HMAC)."""
+    return hashlib.sha256(raw_body + b"/" + api_key.encode()).hexdigest()
+
+
+def signature_is_valid(raw_body: bytes, header: str | None, api_key: str) -> bool:
+    if not header or not api_key:
+        return False
+    return hmac.compare_digest(sign(raw_body, api_key), header.strip().lower())
+
+
+def check_envelope(payload: Any) -> None:
+    """Refuse a body that is not shaped like any 17TRACK event (the webhook's 400)."""
+    if not isinstance(payload, dict):
+        raise PushError("body must be a JSON object")
+    if not isinstance(payload.get("event"), str) or not payload["event"]:
+        raise PushError("missing 'event' string")
+    data = payload.get("data")
+    if not isinstance(data, dict):
+        raise PushError("missing 'data' object")
+    if not isinstance(data.get("number"), str) or not data["number"].strip():
+        raise PushError("missing 'data.number' string")
+
+
+def map_status(main: str | None, sub: str | None) -> tuple[str | None, str | None]:
+    """Map 17TRACK's main/sub status to ours; an unknown main status maps to None, kept verbatim."""
+    if sub in _SUB_STATUS:
+        return _SUB_STATUS[sub], sub
+    if main in _MAIN_STATUS:
+        return _MAIN_STATUS[main], sub
+    verbatim = "/".join(part for part in (main, sub) if part) or None
+    return None, verbatim
+
+
+def parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise PushError(f"unreadable event time {value!r}") from exc
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def _latest_event_time(track_info: dict[str, Any]) -> tuple[datetime | None, str | None]:
+    latest = track_info.get("latest_event") or {}
+    when = parse_time(latest.get("time_utc")) or parse_time(latest.get("time_iso"))
+    return when, latest.get("description")
+
+
+def parse_push(raw_body: bytes) -> Push:
+    """Parse a stored push body; raises PushError with a readable reason."""
+    try:
+        payload = json.loads(raw_body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PushError(f"malformed JSON: {exc}") from exc
+    check_envelope(payload)
+    data = payload["data"]
+    carrier = data.get("carrier") or 0
+    if not isinstance(carrier, int) or isinstance(carrier, bool):
+        raise PushError(f"carrier must be an integer, got {carrier!r}")
+    base = {"event": payload["event"], "number": data["number"].strip(), "carrier": carrier}
+    base["tag"] = data.get("tag") if isinstance(data.get("tag"), str) else None
+    if payload["event"] != EVENT_UPDATED:
+        return Push(**base)
+    track_info = data.get("track_info")
+    if not isinstance(track_info, dict):
+        raise PushError("TRACKING_UPDATED without a 'track_info' object")
+    latest_status = track_info.get("latest_status") or {}
+    status, sub_status = map_status(latest_status.get("status"), latest_status.get("sub_status"))
+    event_time, description = _latest_event_time(track_info)
+    return Push(
+        **base,
+        status=status,
+        sub_status=sub_status,
+        event_time=event_time,
+        description=description,
+    )

@@ -1,0 +1,61 @@
+"""Per-app collaborators built from settings: inbox writer, worker signals, provider client."""
+
+from __future__ import annotations
+
+from flask import Flask, current_app
+
+from config.settings import VAR_DIR, Settings
+from lifecycle.celery import send_signal
+from lifecycle.extensions import db
+from lifecycle.inbox.writer import InboxWriter
+from lifecycle.providers.client17 import SeventeenTrackClient
+from lifecycle.ratelimit import make_limiter
+from lifecycle.signals import Nudger
+
+DRAIN_INBOX = "lifecycle.inbox.drain"
+FLUSH_OPERATIONS = "lifecycle.operations.flush"
+SWEEP = "lifecycle.maintenance.sweep"
+
+# 17TRACK counts requests as they arrive; a slightly longer window absorbs network jitter so that
+# calls bunched in transit still never exceed the limit in any one second at the provider.
+WINDOW_SECONDS = 1.1
+
+
+def init_app(app: Flask) -> None:
+    drain_nudger = Nudger(lambda: send_signal(app, DRAIN_INBOX))
+    app.extensions["inbox_writer"] = InboxWriter(db.new_session, on_committed=drain_nudger.poke)
+
+
+def settings() -> Settings:
+    return current_app.config["SETTINGS"]
+
+
+def inbox_writer() -> InboxWriter:
+    return current_app.extensions["inbox_writer"]
+
+
+def stoptrack_client() -> SeventeenTrackClient:
+    client = current_app.extensions.get("client17")
+    if client is None:
+        config = settings()
+        limiter = make_limiter(
+            config.shared_limiter_url, VAR_DIR, config.seventeentrack_rate_per_second, WINDOW_SECONDS
+        )
+        client = SeventeenTrackClient(
+            config.seventeentrack_api_url,
+            config.seventeentrack_api_key.get_secret_value(),
+            limiter,
+            config.seventeentrack_timeout_seconds,
+        )
+        current_app.extensions["client17"] = client
+    return client
+
+
+def signal(task_name: str) -> bool:
+    """Best-effort signal to the workers; False if the broker is unreachable."""
+    try:
+        send_signal(current_app._get_current_object(), task_name)  # type: ignore[attr-defined]
+    except Exception:
+        current_app.logger.warning("broker unreachable; %s left to the sweeper", task_name)
+        return False
+    return True

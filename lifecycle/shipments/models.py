@@ -1,0 +1,63 @@
+"""Shipments and their transition history."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from lifecycle.db import Base, BigId, UTCDateTime, utcnow
+
+# 0 stands for "carrier not known yet" (17TRACK auto-detection); the JSON shows it as null.
+UNKNOWN_CARRIER = 0
+
+
+class Shipment(Base):
+    __tablename__ = "shipments"
+    __table_args__ = (UniqueConstraint("provider", "number", "carrier"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(16))
+    number: Mapped[str] = mapped_column(String(64), index=True)
+    carrier: Mapped[int] = mapped_column(Integer, default=UNKNOWN_CARRIER)
+    status: Mapped[str] = mapped_column(String(32), default="pending", index=True)
+    sub_status: Mapped[str | None] = mapped_column(String(64))
+    tracking: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    # "registered" here, or "adopted" from a push for a number registered elsewhere.
+    origin: Mapped[str] = mapped_column(String(16), default="registered")
+    tag: Mapped[str | None] = mapped_column(String(128))
+    last_event_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_event_description: Mapped[str | None] = mapped_column(Text)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    registration_generation: Mapped[int] = mapped_column(Integer, default=1)
+    registered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Transition(Base):
+    """One observed tracking state of a shipment, in arrival order.
+
+    `kind` tells what it did: `transition` (status changed), `update` (newer event, same status),
+    `stale` (older than what was stored: kept for the audit, status untouched), `stopped`.
+    """
+
+    __tablename__ = "transitions"
+    __table_args__ = (
+        UniqueConstraint("shipment_id", "dedupe_key"),
+        Index("ix_transitions_shipment_id_id", "shipment_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    shipment_id: Mapped[int] = mapped_column(ForeignKey("shipments.id", ondelete="CASCADE"))
+    inbox_id: Mapped[int | None] = mapped_column(ForeignKey("inbox.id", ondelete="SET NULL"))
+    kind: Mapped[str] = mapped_column(String(16))
+    from_status: Mapped[str | None] = mapped_column(String(32))
+    to_status: Mapped[str] = mapped_column(String(32))
+    sub_status: Mapped[str | None] = mapped_column(String(64))
+    event_time: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    description: Mapped[str | None] = mapped_column(Text)
+    dedupe_key: Mapped[str] = mapped_column(String(64))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

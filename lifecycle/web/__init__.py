@@ -1,0 +1,16 @@
+"""HTTP layer: thin views that verify, store and answer."""
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+
+def register_blueprints(app: Flask) -> None:
+    from lifecycle.web import health, webhooks
+
+    app.register_blueprint(webhooks.bp)
+    app.register_blueprint(health.bp)
+
+    @app.errorhandler(HTTPException)
+    def _json_error(exc: HTTPException):  # type: ignore[no-untyped-def]
+        # Machines call every route here, so errors are JSON with a readable reason.
+        return jsonify(error=exc.name.lower().replace(" ", "_"), message=exc.description), exc.code

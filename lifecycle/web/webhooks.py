@@ -1,0 +1,48 @@
+"""Provider webhooks: verify, store the raw body durably, answer. Nothing else happens here."""
+
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, current_app, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from lifecycle import runtime
+from lifecycle.metrics import WEBHOOKS
+from lifecycle.providers import seventeentrack as st
+
+bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
+
+
+def _refuse(status: int, error: str, message: str):  # type: ignore[no-untyped-def]
+    WEBHOOKS.labels(provider=st.PROVIDER, result=error).inc()
+    return jsonify(error=error, message=message), status
+
+
+@bp.post("/17track")
+def seventeentrack():  # type: ignore[no-untyped-def]
+    """Receive a 17TRACK push: 200 once its raw body is committed to the inbox."""
+    try:
+        raw = request.get_data(cache=False)
+    except RequestEntityTooLarge:
+        limit = current_app.config["MAX_CONTENT_LENGTH"]
+        return _refuse(413, "too_large", f"body exceeds {limit} bytes")
+    key = runtime.settings().seventeentrack_api_key.get_secret_value()
+    if not key:
+        # Fail closed, and with a status 17TRACK retries: nothing is lost while it is configured.
+        return _refuse(503, "not_configured", "SEVENTEENTRACK_API_KEY is not set")
+    if not st.signature_is_valid(raw, request.headers.get("sign"), key):
+        return _refuse(401, "bad_signature", "missing or invalid 'sign' header")
+    try:
+        st.check_envelope(json.loads(raw))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return _refuse(400, "malformed_json", str(exc))
+    except st.PushError as exc:
+        return _refuse(400, "not_a_17track_event", str(exc))
+    try:
+        inbox_id = runtime.inbox_writer().write(st.PROVIDER, raw)
+    except Exception:
+        current_app.logger.exception("could not store a 17TRACK push")
+        return _refuse(503, "storage_unavailable", "could not store the event; retry later")
+    WEBHOOKS.labels(provider=st.PROVIDER, result="stored").inc()
+    return jsonify(status="stored", inbox_id=inbox_id), 200

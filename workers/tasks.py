@@ -1,0 +1,20 @@
+"""Thin Celery tasks: each calls one job function. Names are stable; queued messages use them."""
+
+from celery import shared_task
+
+from lifecycle import jobs
+
+
+@shared_task(name="lifecycle.inbox.drain")
+def drain_inbox() -> dict:
+    return jobs.drain_inbox()
+
+
+@shared_task(name="lifecycle.operations.flush")
+def flush_operations() -> dict:
+    return jobs.flush_operations()
+
+
+@shared_task(name="lifecycle.maintenance.sweep")
+def sweep() -> dict:
+    return jobs.sweep()
