@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -24,10 +24,11 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
 
-    database_url: str = f"sqlite:///{VAR_DIR / 'lifecycle.sqlite3'}"
+    # Embedded state (SQLite file, broker folder, beat schedule, limiter file) lives here.
+    var_dir: Path = VAR_DIR
+    # Empty means the embedded SQLite file under var_dir.
+    database_url: str = ""
     broker_url: str = "filesystem://"
-    # Where the embedded filesystem broker keeps its messages.
-    broker_dir: Path = VAR_DIR / "broker"
     # Shared rate-limiter backend: a redis:// URL, or empty for the file lock under var/.
     limiter_url: str = ""
     secret_key: SecretStr = SecretStr("dev-only-change-me")
@@ -55,6 +56,17 @@ class Settings(BaseSettings):
     operation_lease_seconds: float = 120.0
     operation_max_attempts: int = 20
     log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _embedded_defaults(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.var_dir / 'lifecycle.sqlite3'}"
+        return self
+
+    @property
+    def broker_dir(self) -> Path:
+        """Where the embedded filesystem broker keeps its messages."""
+        return self.var_dir / "broker"
 
     @field_validator("seventeentrack_api_url", "cargoai_api_url", "public_base_url")
     @classmethod

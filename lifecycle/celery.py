@@ -7,7 +7,7 @@ from typing import Any
 from celery import Celery, Task
 from flask import Flask, has_app_context
 
-from config.settings import VAR_DIR, Settings
+from config.settings import Settings
 
 QUEUE = "lifecycle"
 
@@ -28,7 +28,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "beat_schedule": {
             "sweep": {"task": "lifecycle.maintenance.sweep", "schedule": settings.sweep_interval_seconds},
         },
-        "beat_schedule_filename": str(VAR_DIR / "celerybeat-schedule"),
+        "beat_schedule_filename": str(settings.var_dir / "celerybeat-schedule"),
         "include": ["workers.tasks"],
     }
     if settings.is_embedded_broker:

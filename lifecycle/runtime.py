@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask, current_app
 
-from config.settings import VAR_DIR, Settings
+from config.settings import Settings
 from lifecycle.celery import send_signal
 from lifecycle.extensions import db
 from lifecycle.inbox.writer import InboxWriter
@@ -39,7 +39,7 @@ def stoptrack_client() -> SeventeenTrackClient:
     if client is None:
         config = settings()
         limiter = make_limiter(
-            config.shared_limiter_url, VAR_DIR, config.seventeentrack_rate_per_second, WINDOW_SECONDS
+            config.shared_limiter_url, config.var_dir, config.seventeentrack_rate_per_second, WINDOW_SECONDS
         )
         client = SeventeenTrackClient(
             config.seventeentrack_api_url,

@@ -24,6 +24,7 @@ from lifecycle.sqlutil import insert_ignoring_conflicts
 from lifecycle.status import TERMINAL_STATUSES
 
 ACTIVE_TRACKING = ("pending", "tracking")
+KNOWN_EVENTS = (st.EVENT_UPDATED, st.EVENT_STOPPED)
 
 
 @dataclass
@@ -44,15 +45,16 @@ def dedupe_key(push: st.Push) -> str:
 def apply_pushes(session: Session, pushes: list[tuple[int, st.Push]]) -> BatchEffects:
     """Apply pushes in inbox order; returns each inbox row's outcome."""
     effects = BatchEffects()
-    shipments = _load_or_adopt(session, [push for _, push in pushes])
-    effects.seen_keys = _existing_keys(session, shipments.values(), pushes)
+    known = [(inbox_id, p) for inbox_id, p in pushes if p.event in KNOWN_EVENTS]
+    shipments = _load_or_adopt(session, [push for _, push in known])
+    effects.seen_keys = _existing_keys(session, shipments.values(), known)
     for inbox_id, push in pushes:
-        shipment = _resolve(shipments, push)
         if push.event == st.EVENT_UPDATED:
-            outcome = _apply_update(effects, shipment, push, inbox_id)
+            outcome = _apply_update(effects, _resolve(shipments, push), push, inbox_id)
         elif push.event == st.EVENT_STOPPED:
-            outcome = _apply_stopped(effects, shipment, inbox_id)
+            outcome = _apply_stopped(effects, _resolve(shipments, push), inbox_id)
         else:
+            # Stored and reported, never applied: a new provider event must not invent shipments.
             outcome = "unknown_event"
         effects.outcomes[inbox_id] = outcome
     if effects.transitions:

@@ -1,0 +1,145 @@
+"""Shared plumbing for the benchmarks: ports, a throwaway PostgreSQL database, child processes.
+
+Everything a bench starts goes through `Harness`, whose `close()` (run from a `finally`) stops the
+children by process group and drops the database, so an error or Ctrl-C leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+import redis
+import requests
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Scripts run as `python bench/x.py`: make the project importable without installing it.
+sys.path.insert(0, str(PROJECT_ROOT))
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+BROKER_URL = "redis://127.0.0.1:6379/14"
+API_KEY = "benchkey"
+PYTHON = sys.executable
+# Identical for both sides of every comparison; mirrors `manage.py serve`'s defaults.
+GUNICORN_OPTS = ["--workers", "2", "--worker-class", "gthread", "--threads", "16"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def gunicorn(app: str, port: int) -> list[str]:
+    return [PYTHON, "-m", "gunicorn", app, "--bind", f"127.0.0.1:{port}", *GUNICORN_OPTS]
+
+
+def _term_to_exit(_signum: int, _frame: object) -> None:
+    raise SystemExit(143)  # so `finally` blocks run when we are killed politely
+
+
+class Harness:
+    def __init__(self, label: str) -> None:
+        signal.signal(signal.SIGTERM, _term_to_exit)
+        self.run_id = f"{label}_{time.strftime('%H%M%S')}_{uuid.uuid4().hex[:6]}"
+        # bench/out/ is git-ignored: child logs (and the beat schedule) land there, not in var/.
+        self.out = PROJECT_ROOT / "bench" / "out" / self.run_id
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.database: str | None = None
+
+    # -- database -------------------------------------------------------------------------------
+    def create_database(self) -> str:
+        """A fresh database named after the run, migrated with the project's own command."""
+        name = f"bench_{self.run_id}".lower()
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        self.database = name
+        url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+        self.run_checked([PYTHON, "manage.py", "db", "upgrade"], self.env(url), "migrate")
+        return url
+
+    def drop_database(self) -> None:
+        if self.database is None:
+            return
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+        self.database = None
+
+    def env(self, database_url: str, **extra: str) -> dict[str, str]:
+        (self.out / "var").mkdir(exist_ok=True)
+        env = dict(os.environ)
+        env.update(
+            DATABASE_URL=database_url,
+            BROKER_URL=BROKER_URL,
+            SEVENTEENTRACK_API_KEY=API_KEY,
+            VAR_DIR=str(self.out / "var"),
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(extra)
+        return env
+
+    # -- processes ------------------------------------------------------------------------------
+    def run_checked(
+        self, cmd: list[str], env: dict[str, str] | None, name: str, timeout: float = 120
+    ) -> None:
+        with open(self.out / f"{name}.log", "wb") as log:
+            code = subprocess.run(
+                cmd, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=timeout
+            ).returncode
+        if code != 0:
+            raise RuntimeError(f"{name} failed ({code}); see {self.out / (name + '.log')}")
+
+    def start(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> None:
+        # A new session per child: stopping its process group also stops gunicorn/celery children.
+        log = open(self.out / f"{name}.log", "ab")  # noqa: SIM115 (closed when the child is)
+        self.procs[name] = subprocess.Popen(
+            cmd, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def stop(self, name: str, grace: float = 15.0) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is None or proc.poll() is not None:
+            return
+        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                proc.wait(timeout=wait)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+    def wait_healthy(self, name: str, base_url: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.procs[name].poll() is not None:
+                raise RuntimeError(f"{name} exited early; see {self.out / (name + '.log')}")
+            try:
+                if requests.get(f"{base_url}/healthz", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"{name} not healthy after {timeout:.0f}s; see {self.out / (name + '.log')}")
+
+    def close(self) -> None:
+        for name in list(self.procs):
+            self.stop(name)
+        try:
+            self.drop_database()
+        finally:
+            # Drain signals sent while no worker ran would otherwise wait in Redis for the next run.
+            try:
+                redis.Redis.from_url(BROKER_URL, socket_timeout=2).delete("lifecycle")
+            except redis.RedisError:
+                pass

@@ -1,0 +1,55 @@
+"""Helpers shared by tests: signed pushes, polling, counting rows."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+
+from lifecycle.extensions import db
+from lifecycle.providers import pushes
+from lifecycle.providers import seventeentrack as st
+from lifecycle.shipments.models import Shipment
+from tests.conftest import API_KEY
+
+T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
+
+
+def at(hours: float) -> datetime:
+    return T0 + timedelta(hours=hours)
+
+
+def post_push(client: Any, payload: dict[str, Any], key: str = API_KEY) -> Any:
+    body = pushes.encode(payload)
+    return client.post("/webhooks/17track", data=body, headers={"sign": st.sign(body, key)})
+
+
+def delivered(number: str, hours: float = 48, carrier: int = 3011) -> dict[str, Any]:
+    return pushes.tracking_updated(number, carrier, "Delivered", "Delivered_Other", at(hours))
+
+
+def in_transit(number: str, hours: float = 10, carrier: int = 3011) -> dict[str, Any]:
+    return pushes.tracking_updated(number, carrier, "InTransit", "InTransit_PickedUp", at(hours))
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 30, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+def count(model: type, *where: Any) -> int:
+    with db.new_session() as session:
+        return session.scalar(select(func.count()).select_from(model).where(*where)) or 0
+
+
+def shipment(number: str) -> Shipment | None:
+    with db.new_session() as session:
+        return session.scalars(select(Shipment).where(Shipment.number == number)).first()

@@ -1,0 +1,134 @@
+"""Automatic stoptrack through the outbox, against the 17TRACK simulator over real HTTP."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from lifecycle import create_app, jobs
+from lifecycle.extensions import db
+from lifecycle.inbox import service as inbox
+from lifecycle.operations.models import Operation
+from lifecycle.simulator.seventeentrack import SimulatorServer
+from tests.conftest import API_KEY
+from tests.helpers import count, delivered, post_push, shipment
+
+
+@pytest.fixture
+def sim():  # type: ignore[no-untyped-def]
+    with SimulatorServer(API_KEY) as server:
+        yield server
+
+
+@pytest.fixture
+def sim_app(settings_factory, sim):  # type: ignore[no-untyped-def]
+    app = create_app(settings_factory(seventeentrack_api_url=sim.url))
+    yield app
+    db.engine.dispose()  # type: ignore[union-attr]
+
+
+def deliver(app, sim, numbers):  # type: ignore[no-untyped-def]
+    client = app.test_client()
+    for number in numbers:
+        sim.add_parcel(number, 3011)
+        assert post_push(client, delivered(number)).status_code == 200
+    with app.app_context():
+        inbox.drain(db.new_session, batch_size=500)
+
+
+def flush(app):  # type: ignore[no-untyped-def]
+    with app.app_context():
+        return jobs.flush_operations()
+
+
+def max_calls_in_any_second(calls) -> int:  # type: ignore[no-untyped-def]
+    times = sorted(c["at"] for c in calls)
+    return max(sum(1 for t in times if start <= t < start + 1.0) for start in times)
+
+
+def test_100_delivered_shipments_take_at_most_3_calls_within_the_rate_limit(sim_app, sim):
+    numbers = [f"RR{i:09d}CN" for i in range(100)]
+    deliver(sim_app, sim, numbers)
+    report = flush(sim_app)
+    calls = sim.calls("stoptrack")
+    assert report["stopped"] == 100
+    assert len(calls) <= 3 and all(c["items"] <= 40 for c in calls)
+    assert max_calls_in_any_second(calls) <= 3
+    with sim_app.app_context():
+        assert count(Operation, Operation.status == "done") == 100
+        assert all(sim.state.parcels[n].tracking == "Stopped" for n in numbers)
+        assert shipment(numbers[0]).tracking == "stopped"
+
+
+def test_rate_limit_holds_over_many_calls(settings_factory, sim):
+    """40 calls' worth of numbers, one number per call: never more than 3 calls in any second."""
+    app = create_app(settings_factory(seventeentrack_api_url=sim.url, seventeentrack_batch_size=1))
+    deliver(app, sim, [f"RR{i:09d}CN" for i in range(10)])
+    flush(app)
+    calls = sim.calls("stoptrack")
+    # Exactly 10 calls: a single 429 from the simulator would have caused a retry, an 11th call.
+    assert len(calls) == 10
+    assert max_calls_in_any_second(calls) <= 3
+
+
+def test_same_delivered_push_three_times_sends_the_number_once(sim_app, sim):
+    client = sim_app.test_client()
+    sim.add_parcel("RR1", 3011)
+    for _ in range(3):
+        post_push(client, delivered("RR1"))
+    with sim_app.app_context():
+        inbox.drain(db.new_session, batch_size=500)
+    flush(sim_app)
+    flush(sim_app)
+    assert [c["items"] for c in sim.calls("stoptrack")] == [1]
+
+
+@pytest.mark.parametrize("status", [429, 500, 503])
+def test_transient_errors_are_retried_with_backoff_and_nothing_is_sent_twice(sim_app, sim, status):
+    deliver(sim_app, sim, ["RR1", "RR2"])
+    sim.state.fail_next.append(status)
+    first = flush(sim_app)
+    assert first["retried"] == 2 and first["stopped"] == 0
+    with sim_app.app_context(), db.new_session() as session, session.begin():
+        operations = session.scalars(select(Operation)).all()
+        assert all(op.status == "pending" and op.attempts == 1 for op in operations)
+        assert f"HTTP {status}" in operations[0].result_message
+        # Skip the backoff wait instead of sleeping through it.
+        for op in operations:
+            op.next_attempt_at = op.created_at
+    second = flush(sim_app)
+    assert second["stopped"] == 2
+    assert [c["items"] for c in sim.calls("stoptrack")] == [2, 2]
+
+
+def test_already_stopped_and_unregistered_numbers_count_as_stopped(sim_app, sim):
+    deliver(sim_app, sim, ["RR1", "RR2"])
+    sim.state.parcels["RR1"].tracking = "Stopped"
+    del sim.state.parcels["RR2"]
+    report = flush(sim_app)
+    assert report["stopped"] == 2
+    with sim_app.app_context():
+        with db.new_session() as session:
+            codes = sorted(op.result_code for op in session.scalars(select(Operation)))
+        assert codes == [-18019906, -18019902]
+        assert shipment("RR1").tracking == "stopped" and shipment("RR2").tracking == "stopped"
+
+
+def test_timeout_is_retried(settings_factory, sim):
+    app = create_app(settings_factory(seventeentrack_api_url="http://127.0.0.1:9", seventeentrack_timeout_seconds=1))
+    deliver(app, sim, ["RR1"])
+    report = flush(app)
+    assert report["retried"] == 1
+    with app.app_context(), db.new_session() as session:
+        operation = session.scalars(select(Operation)).one()
+        assert operation.status == "pending" and "ConnectionError" in operation.result_message
+
+
+def test_abandoned_in_flight_operations_are_released_by_the_sweeper(sim_app, sim):
+    deliver(sim_app, sim, ["RR1"])
+    with sim_app.app_context(), db.new_session() as session, session.begin():
+        operation = session.scalars(select(Operation)).one()
+        operation.status, operation.claimed_at = "in_flight", operation.created_at.replace(year=2020)
+    with sim_app.app_context():
+        assert jobs.sweep()["released_operations"] == 1
+    assert flush(sim_app)["stopped"] == 1

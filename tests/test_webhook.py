@@ -1,0 +1,124 @@
+"""POST /webhooks/17track: verify before parsing, store before answering (invariants 1 and 7)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lifecycle import create_app
+from lifecycle.extensions import db
+from lifecycle.inbox.models import InboxEvent
+from lifecycle.providers import pushes
+from lifecycle.providers import seventeentrack as st
+from tests.conftest import API_KEY
+from tests.helpers import count, delivered, post_push
+
+
+def test_signed_push_is_stored_verbatim_and_acknowledged(app, client):
+    body = pushes.encode(delivered("RR123456789CN"))
+    response = client.post("/webhooks/17track", data=body, headers={"sign": st.sign(body, API_KEY)})
+    assert response.status_code == 200
+    with db.new_session() as session:
+        row = session.get(InboxEvent, response.json["inbox_id"])
+        assert row.body == body and row.status == "pending" and row.provider == "17track"
+
+
+@pytest.mark.parametrize("sign", [None, "", "0" * 64, "not-hex"])
+def test_missing_or_wrong_sign_is_401_and_stores_nothing(app, client, sign):
+    body = pushes.encode(delivered("RR123456789CN"))
+    headers = {} if sign is None else {"sign": sign}
+    response = client.post("/webhooks/17track", data=body, headers=headers)
+    assert response.status_code == 401
+    assert response.json["error"] == "bad_signature"
+    assert count(InboxEvent) == 0
+
+
+def test_sign_made_with_another_key_is_refused(app, client):
+    assert post_push(client, delivered("RR1"), key="someone-else").status_code == 401
+    assert count(InboxEvent) == 0
+
+
+def test_sign_over_reserialized_json_is_refused(app, client):
+    """The signature covers the raw bytes, so a re-dumped body with other spacing must not pass."""
+    payload = delivered("RR123456789CN")
+    signed_for = json.dumps(payload).encode()
+    sent = pushes.encode(payload)
+    assert signed_for != sent
+    response = client.post("/webhooks/17track", data=sent, headers={"sign": st.sign(signed_for, API_KEY)})
+    assert response.status_code == 401
+
+
+def test_sign_header_is_case_insensitive_hex(app, client):
+    body = pushes.encode(delivered("RR123456789CN"))
+    response = client.post("/webhooks/17track", data=body, headers={"sign": st.sign(body, API_KEY).upper()})
+    assert response.status_code == 200
+
+
+def _signed(client, body: bytes):  # type: ignore[no-untyped-def]
+    return client.post("/webhooks/17track", data=body, headers={"sign": st.sign(body, API_KEY)})
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (b"{not json", "malformed_json"),
+        (b"\xff\xfe", "malformed_json"),
+        (b"[]", "not_a_17track_event"),
+        (b'{"data": {"number": "RR1"}}', "not_a_17track_event"),
+        (b'{"event": "TRACKING_UPDATED"}', "not_a_17track_event"),
+        (b'{"event": "TRACKING_UPDATED", "data": {"carrier": 1}}', "not_a_17track_event"),
+        (b'{"event": "TRACKING_UPDATED", "data": {"number": ""}}', "not_a_17track_event"),
+    ],
+)
+def test_signed_but_malformed_or_wrong_shape_is_400_and_stores_nothing(app, client, body, error):
+    response = _signed(client, body)
+    assert response.status_code == 400
+    assert response.json["error"] == error
+    assert count(InboxEvent) == 0
+
+
+def test_oversized_body_is_413_and_stores_nothing(app, client):
+    payload = delivered("RR123456789CN")
+    payload["data"]["padding"] = "x" * (1024 * 1024)
+    response = _signed(client, pushes.encode(payload))
+    assert response.status_code == 413
+    assert response.json["error"] == "too_large"
+    assert count(InboxEvent) == 0
+
+
+@pytest.mark.parametrize(("size", "status"), [(4096, 200), (4097, 413)])
+def test_limit_is_inclusive(settings_factory, size, status):
+    app = create_app(settings_factory(webhook_max_bytes=4096))
+    payload = delivered("RR123456789CN")
+    payload["data"]["tag"] = ""
+    payload["data"]["tag"] = "x" * (size - len(pushes.encode(payload)))
+    body = pushes.encode(payload)
+    assert len(body) == size
+    assert _signed(app.test_client(), body).status_code == status
+
+
+def test_unknown_event_kind_is_stored_not_refused(app, client):
+    body = pushes.encode({"event": "TRACKING_SOMETHING_NEW", "data": {"number": "RR1"}})
+    assert _signed(client, body).status_code == 200
+    assert count(InboxEvent) == 1
+
+
+def test_unconfigured_key_fails_closed_with_a_retryable_status(settings_factory):
+    app = create_app(settings_factory(seventeentrack_api_key=""))
+    body = pushes.encode(delivered("RR1"))
+    response = app.test_client().post("/webhooks/17track", data=body, headers={"sign": st.sign(body, "")})
+    assert response.status_code == 503
+    assert "SEVENTEENTRACK_API_KEY" in response.json["message"]
+
+
+def test_broker_down_still_acknowledges_and_keeps_the_event(settings_factory):
+    app = create_app(settings_factory(broker_url="redis://127.0.0.1:1/0"))
+    client = app.test_client()
+    responses = [post_push(client, delivered(f"RR{i:09d}CN")) for i in range(5)]
+    assert [r.status_code for r in responses] == [200] * 5
+    with app.app_context():
+        assert count(InboxEvent, InboxEvent.status == "pending") == 5
+    health = client.get("/healthz")
+    assert health.status_code == 200
+    assert health.json["status"] == "degraded" and health.json["broker"].startswith("error")
