@@ -2,4 +2,6 @@
 
 from prometheus_client import Counter
 
-WEBHOOKS = Counter("lifecycle_webhooks_total", "Webhook requests by provider and result", ["provider", "result"])
+WEBHOOKS = Counter(
+    "lifecycle_webhooks_total", "Webhook requests by provider and result", ["provider", "result"]
+)

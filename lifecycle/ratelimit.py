@@ -48,8 +48,9 @@ class RedisLimiter:
     def acquire(self, key: str) -> float:
         waited = 0.0
         while True:
-            wait_us = int(self._script(keys=[f"ratelimit:{key}"], args=[
-                self._limit, self._window_us, uuid.uuid4().hex]))
+            wait_us = int(
+                self._script(keys=[f"ratelimit:{key}"], args=[self._limit, self._window_us, uuid.uuid4().hex])
+            )
             if wait_us == 0:
                 return waited
             time.sleep(wait_us / 1_000_000)

@@ -26,7 +26,11 @@ def test_push_for_unknown_number_adopts_the_shipment(app, client):
     with app.app_context():
         adopted = shipment("LX123456789CN")
         assert adopted.origin == "adopted" and adopted.tracking == "tracking"
-        assert (adopted.status, adopted.sub_status, adopted.carrier) == ("in_transit", "InTransit_PickedUp", 3011)
+        assert (adopted.status, adopted.sub_status, adopted.carrier) == (
+            "in_transit",
+            "InTransit_PickedUp",
+            3011,
+        )
         assert adopted.last_event_at == at(10)
 
 
@@ -58,7 +62,9 @@ def test_older_push_after_delivered_is_kept_in_history_but_leaves_it_delivered(a
         current = shipment("RR1")
         assert current.status == "delivered" and current.last_event_at == at(48)
         with db.new_session() as session:
-            kinds = session.execute(select(Transition.kind, Transition.to_status).order_by(Transition.id)).all()
+            kinds = session.execute(
+                select(Transition.kind, Transition.to_status).order_by(Transition.id)
+            ).all()
         assert kinds == [("transition", "delivered"), ("stale", "in_transit")]
 
 

@@ -24,7 +24,11 @@ def test_signature_matches_the_reference_test_vector():
         ("InfoReceived", "InfoReceived", ("info_received", "InfoReceived")),
         ("InTransit", "InTransit_CustomsProcessing", ("in_transit", "InTransit_CustomsProcessing")),
         ("Expired", "Expired_Other", ("expired", "Expired_Other")),
-        ("AvailableForPickup", "AvailableForPickup_Other", ("available_for_pickup", "AvailableForPickup_Other")),
+        (
+            "AvailableForPickup",
+            "AvailableForPickup_Other",
+            ("available_for_pickup", "AvailableForPickup_Other"),
+        ),
         ("OutForDelivery", "OutForDelivery_Other", ("out_for_delivery", "OutForDelivery_Other")),
         ("DeliveryFailure", "DeliveryFailure_NoBody", ("delivery_failure", "DeliveryFailure_NoBody")),
         ("Delivered", "Delivered_Other", ("delivered", "Delivered_Other")),
@@ -46,7 +50,10 @@ def test_parse_uses_latest_event_time_in_utc():
 
 def test_parse_falls_back_to_time_iso_with_its_offset():
     payload = pushes.tracking_updated("RR1", 7041, "Exception", "Exception_Other", at(0))
-    payload["data"]["track_info"]["latest_event"] = {"time_iso": "2022-09-14T08:47:00+01:00", "time_utc": None}
+    payload["data"]["track_info"]["latest_event"] = {
+        "time_iso": "2022-09-14T08:47:00+01:00",
+        "time_utc": None,
+    }
     push = st.parse_push(pushes.encode(payload))
     assert push.event_time.isoformat() == "2022-09-14T07:47:00+00:00"
 

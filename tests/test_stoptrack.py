@@ -115,7 +115,9 @@ def test_already_stopped_and_unregistered_numbers_count_as_stopped(sim_app, sim)
 
 
 def test_timeout_is_retried(settings_factory, sim):
-    app = create_app(settings_factory(seventeentrack_api_url="http://127.0.0.1:9", seventeentrack_timeout_seconds=1))
+    app = create_app(
+        settings_factory(seventeentrack_api_url="http://127.0.0.1:9", seventeentrack_timeout_seconds=1)
+    )
     deliver(app, sim, ["RR1"])
     report = flush(app)
     assert report["retried"] == 1

@@ -50,7 +50,9 @@ def shipments(as_json: bool, status: str | None, tracking: str | None, number: s
         for shipment in rows:
             item = queries.shipment_json(shipment)
             if history:
-                item["transitions"] = [queries.transition_json(t) for t in queries.history(session, shipment.id)]
+                item["transitions"] = [
+                    queries.transition_json(t) for t in queries.history(session, shipment.id)
+                ]
             items.append(item)
     if as_json:
         click.echo(json.dumps({"shipments": items}, indent=2))
@@ -79,7 +81,9 @@ def inbox(as_json: bool, requeue_failed: bool) -> None:
     _app, session = _session()
     with session, session.begin():
         requeued = service.requeue_failed(session) if requeue_failed else 0
-        counts = dict(session.execute(select(InboxEvent.status, func.count()).group_by(InboxEvent.status)).all())
+        counts = dict(
+            session.execute(select(InboxEvent.status, func.count()).group_by(InboxEvent.status)).all()
+        )
         failed = session.scalars(select(InboxEvent).where(InboxEvent.status == FAILED).limit(50)).all()
         failures = [{"id": r.id, "provider": r.provider, "error": r.error} for r in failed]
     report = {"counts": counts, "failed": failures, "requeued": requeued}

@@ -1,8 +1,9 @@
 """Alembic environment: the URL comes from the caller's config (see lifecycle.migrate)."""
 
 from alembic import context
-from lifecycle.db import Base, make_engine
+
 from lifecycle import models  # noqa: F401  (registers every table on Base.metadata)
+from lifecycle.db import Base, make_engine
 
 config = context.config
 target_metadata = Base.metadata

@@ -106,7 +106,5 @@ def release_abandoned(session: Session, lease_seconds: float) -> int:
 
 
 def count_ready(session: Session) -> int:
-    stmt = select(Operation.id).where(
-        Operation.status == PENDING, Operation.next_attempt_at <= utcnow()
-    )
+    stmt = select(Operation.id).where(Operation.status == PENDING, Operation.next_attempt_at <= utcnow())
     return len(session.scalars(stmt.limit(1)).all())

@@ -53,7 +53,10 @@ def tracking_updated(
 
 
 def tracking_stopped(number: str, carrier: int, tag: str | None = None) -> dict[str, Any]:
-    return {"event": "TRACKING_STOPPED", "data": {"number": number, "carrier": carrier, "param": None, "tag": tag}}
+    return {
+        "event": "TRACKING_STOPPED",
+        "data": {"number": number, "carrier": carrier, "param": None, "tag": tag},
+    }
 
 
 def encode(payload: dict[str, Any]) -> bytes:

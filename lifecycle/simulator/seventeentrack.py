@@ -95,7 +95,9 @@ def create_simulator(state: SimState) -> Flask:
                     rejected.append(_rejected(number, st.ERR_ALREADY_REGISTERED, "already registered"))
                 else:
                     state.parcels[number] = Parcel(number, carrier)
-                    accepted.append({"origin": 1, "number": number, "carrier": carrier, "tag": item.get("tag")})
+                    accepted.append(
+                        {"origin": 1, "number": number, "carrier": carrier, "tag": item.get("tag")}
+                    )
         return jsonify(code=0, data={"accepted": accepted, "rejected": rejected})
 
     @app.post("/stoptrack")
@@ -106,10 +108,12 @@ def create_simulator(state: SimState) -> Flask:
                 number = str(item.get("number", ""))
                 parcel = state.parcels.get(number)
                 if parcel is None:
-                    rejected.append(_rejected(number, st.ERR_NOT_REGISTERED,
-                                              f"The tracking number '{number}' does not register, please register first."))  # fmt: skip
+                    message = f"The tracking number '{number}' does not register, please register first."
+                    rejected.append(_rejected(number, st.ERR_NOT_REGISTERED, message))
                 elif parcel.tracking == "Stopped":
-                    rejected.append(_rejected(number, st.ERR_ALREADY_STOPPED, "only numbers being tracked can be stopped"))
+                    rejected.append(
+                        _rejected(number, st.ERR_ALREADY_STOPPED, "only numbers being tracked can be stopped")
+                    )
                 else:
                     parcel.tracking = "Stopped"
                     accepted.append({"number": number, "carrier": parcel.carrier})

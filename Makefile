@@ -1,0 +1,39 @@
+# The two commands of the README: `make run` and `make test`. Each builds .venv by itself.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: run test lint format bench bench-smoke clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)  ## the service on its embedded default (SQLite + filesystem broker)
+	$(PY) manage.py run
+
+test: $(STAMP)  ## lint, then the whole suite (integration tests need PostgreSQL + Redis)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m pytest -q -p no:cacheprovider
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+format: $(STAMP)
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+bench: $(STAMP)  ## benchmarks (PostgreSQL + Redis + wrk); they print ratios, they are not tests
+	$(PY) bench/webhook_ack.py
+	$(PY) bench/e2e.py
+
+bench-smoke: $(STAMP)
+	$(PY) bench/webhook_ack.py --smoke
+	$(PY) bench/e2e.py --smoke
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache

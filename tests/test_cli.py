@@ -1,0 +1,77 @@
+"""`manage.py shipments` and `inbox`: the read side operators and scripts use."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from config.settings import get_settings
+from lifecycle.cli import cli
+from lifecycle.extensions import db
+from lifecycle.inbox import service as inbox
+from tests.helpers import delivered, in_transit, post_push
+
+
+@pytest.fixture
+def run_cli(settings, monkeypatch):  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("BROKER_URL", settings.broker_url)
+    monkeypatch.setenv("VAR_DIR", str(settings.var_dir))
+    get_settings.cache_clear()
+
+    def run(*args: str) -> str:
+        result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    yield run
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def two_shipments(app, client):  # type: ignore[no-untyped-def]
+    post_push(client, in_transit("RR1"))
+    post_push(client, delivered("RR2"))
+    with app.app_context():
+        inbox.drain(db.new_session, batch_size=10)
+
+
+def test_shipments_json_has_the_design_shape(two_shipments, run_cli):
+    items = json.loads(run_cli("shipments", "--json"))["shipments"]
+    assert [s["number"] for s in items] == ["RR1", "RR2"]
+    second = items[1]
+    assert {"provider", "number", "carrier", "status", "sub_status", "tracking", "last_event_at",
+            "registered_at", "stopped_at"} <= second.keys()  # fmt: skip
+    assert (second["provider"], second["carrier"], second["status"]) == ("17track", 3011, "delivered")
+    assert second["tracking"] == "stopping" and second["last_event_at"] == "2026-11-03T08:00:00Z"
+
+
+def test_shipments_filters(two_shipments, run_cli):
+    by_status = json.loads(run_cli("shipments", "--json", "--status", "delivered"))["shipments"]
+    assert [s["number"] for s in by_status] == ["RR2"]
+    by_tracking = json.loads(run_cli("shipments", "--json", "--tracking", "tracking"))["shipments"]
+    assert [s["number"] for s in by_tracking] == ["RR1"]
+    one = json.loads(run_cli("shipments", "--json", "--number", "RR1", "--history"))["shipments"]
+    assert [t["to"] for t in one[0]["transitions"]] == ["in_transit"]
+
+
+def test_shipments_table_lists_each_shipment(two_shipments, run_cli):
+    output = run_cli("shipments")
+    assert "RR1" in output and "in_transit" in output and "delivered" in output
+
+
+def test_inbox_reports_failed_rows_and_requeues_them(app, client, run_cli):
+    from sqlalchemy import insert
+
+    from lifecycle.inbox.models import InboxEvent
+
+    with app.app_context(), db.new_session() as session, session.begin():
+        session.execute(insert(InboxEvent).values(provider="17track", body=b"{"))
+    with app.app_context():
+        inbox.drain(db.new_session, batch_size=10)
+    report = json.loads(run_cli("inbox", "--json"))
+    assert report["counts"] == {"failed": 1}
+    assert "malformed JSON" in report["failed"][0]["error"]
+    assert json.loads(run_cli("inbox", "--json", "--requeue-failed"))["requeued"] == 1
