@@ -27,6 +27,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_hijack_root_logger": False,
         "beat_schedule": {
             "sweep": {"task": "lifecycle.maintenance.sweep", "schedule": settings.sweep_interval_seconds},
+            "sync-silent": {
+                "task": "lifecycle.shipments.sync_silent",
+                "schedule": settings.sync_interval_seconds,
+            },
         },
         "beat_schedule_filename": str(settings.var_dir / "celerybeat-schedule"),
         "include": ["workers.tasks"],
@@ -37,6 +41,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         config["broker_transport_options"] = {
             "data_folder_in": str(folder),
             "data_folder_out": str(folder),
+            # Broadcast (pidbox) messages; kombu's default is ./control in the working directory.
+            "control_folder": str(settings.broker_dir / "control"),
             "store_processed": False,
             # The filesystem transport polls; a short interval keeps embedded latency low.
             "polling_interval": 0.25,

@@ -10,7 +10,7 @@ from lifecycle import runtime
 from lifecycle.extensions import db
 from lifecycle.inbox import service as inbox
 from lifecycle.operations import service as operations
-from lifecycle.operations.stoptrack import flush_stoptrack
+from lifecycle.operations.sender import Sender
 
 log = logging.getLogger(__name__)
 
@@ -28,14 +28,18 @@ def drain_inbox() -> dict[str, Any]:
 def flush_operations() -> dict[str, Any]:
     """Send every due outbox operation to its provider."""
     config = runtime.settings()
-    report = flush_stoptrack(
+    sender = Sender(
         db.new_session,
-        runtime.stoptrack_client(),
+        runtime.client17(),
         batch_size=config.seventeentrack_batch_size,
         max_attempts=config.operation_max_attempts,
     )
+    report = sender.flush()
     if report.calls:
-        log.info("stoptrack: %s", report)
+        log.info("operations sent: %s", report)
+    if report.pulled:
+        # gettrackinfo answers went into the inbox: let the workers apply them now.
+        runtime.signal(runtime.DRAIN_INBOX)
     return asdict(report)
 
 
@@ -51,3 +55,14 @@ def sweep() -> dict[str, Any]:
     if ready_operations:
         runtime.signal(runtime.FLUSH_OPERATIONS)
     return {"released_operations": released, "pending_rows": stuck_rows, "ready_operations": ready_operations}
+
+
+def sync_silent() -> dict[str, Any]:
+    """Backfill shipments whose pushes stopped arriving (a free gettrackinfo each)."""
+    from lifecycle.shipments.reconcile import queue_stale_syncs
+
+    with db.new_session() as session, session.begin():
+        queued = queue_stale_syncs(session, runtime.settings().sync_silent_hours)
+    if queued:
+        runtime.signal(runtime.FLUSH_OPERATIONS)
+    return {"queued": queued}

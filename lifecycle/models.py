@@ -1,7 +1,8 @@
 """Every model, imported in one place for Alembic and for `Base.metadata`."""
 
+from lifecycle.api.tokens import ApiToken
 from lifecycle.inbox.models import InboxEvent
-from lifecycle.operations.models import Operation
+from lifecycle.operations.models import Operation, ServiceState
 from lifecycle.shipments.models import Shipment, Transition
 
-__all__ = ["InboxEvent", "Operation", "Shipment", "Transition"]
+__all__ = ["ApiToken", "InboxEvent", "Operation", "ServiceState", "Shipment", "Transition"]

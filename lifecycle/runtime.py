@@ -34,7 +34,7 @@ def inbox_writer() -> InboxWriter:
     return current_app.extensions["inbox_writer"]
 
 
-def stoptrack_client() -> SeventeenTrackClient:
+def client17() -> SeventeenTrackClient:
     client = current_app.extensions.get("client17")
     if client is None:
         config = settings()

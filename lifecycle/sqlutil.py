@@ -16,14 +16,17 @@ RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
 
 def insert_ignoring_conflicts(
     session: Session, model: type, rows: Sequence[dict[str, Any]], conflict_columns: Sequence[str]
-) -> None:
-    """INSERT … ON CONFLICT DO NOTHING, so deciding the same thing twice writes it once."""
+) -> int:
+    """INSERT … ON CONFLICT DO NOTHING, so deciding the same thing twice writes it once.
+
+    Returns how many rows were new.
+    """
     if not rows:
-        return
+        return 0
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     stmt = insert(model).values(list(rows)).on_conflict_do_nothing(index_elements=conflict_columns)
-    session.execute(stmt)
+    return session.execute(stmt).rowcount or 0
 
 
 def is_retryable(exc: BaseException) -> bool:

@@ -51,7 +51,7 @@ def test_100_delivered_shipments_take_at_most_3_calls_within_the_rate_limit(sim_
     deliver(sim_app, sim, numbers)
     report = flush(sim_app)
     calls = sim.calls("stoptrack")
-    assert report["stopped"] == 100
+    assert report["done"] == 100
     assert len(calls) <= 3 and all(c["items"] <= 40 for c in calls)
     assert max_calls_in_any_second(calls) <= 3
     with sim_app.app_context():
@@ -88,7 +88,7 @@ def test_transient_errors_are_retried_with_backoff_and_nothing_is_sent_twice(sim
     deliver(sim_app, sim, ["RR1", "RR2"])
     sim.state.fail_next.append(status)
     first = flush(sim_app)
-    assert first["retried"] == 2 and first["stopped"] == 0
+    assert first["retried"] == 2 and first["done"] == 0
     with sim_app.app_context(), db.new_session() as session, session.begin():
         operations = session.scalars(select(Operation)).all()
         assert all(op.status == "pending" and op.attempts == 1 for op in operations)
@@ -97,7 +97,7 @@ def test_transient_errors_are_retried_with_backoff_and_nothing_is_sent_twice(sim
         for op in operations:
             op.next_attempt_at = op.created_at
     second = flush(sim_app)
-    assert second["stopped"] == 2
+    assert second["done"] == 2
     assert [c["items"] for c in sim.calls("stoptrack")] == [2, 2]
 
 
@@ -106,7 +106,7 @@ def test_already_stopped_and_unregistered_numbers_count_as_stopped(sim_app, sim)
     sim.state.parcels["RR1"].tracking = "Stopped"
     del sim.state.parcels["RR2"]
     report = flush(sim_app)
-    assert report["stopped"] == 2
+    assert report["done"] == 2
     with sim_app.app_context():
         with db.new_session() as session:
             codes = sorted(op.result_code for op in session.scalars(select(Operation)))
@@ -133,4 +133,4 @@ def test_abandoned_in_flight_operations_are_released_by_the_sweeper(sim_app, sim
         operation.status, operation.claimed_at = "in_flight", operation.created_at.replace(year=2020)
     with sim_app.app_context():
         assert jobs.sweep()["released_operations"] == 1
-    assert flush(sim_app)["stopped"] == 1
+    assert flush(sim_app)["done"] == 1

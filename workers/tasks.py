@@ -18,3 +18,8 @@ def flush_operations() -> dict:
 @shared_task(name="lifecycle.maintenance.sweep")
 def sweep() -> dict:
     return jobs.sweep()
+
+
+@shared_task(name="lifecycle.shipments.sync_silent")
+def sync_silent() -> dict:
+    return jobs.sync_silent()

@@ -2,7 +2,7 @@
 
 import click
 
-from lifecycle.cli import data, processes
+from lifecycle.cli import data, processes, provider17
 
 
 @click.group(help="Shipment lifecycle manager: webhooks in, state out, providers told.")
@@ -10,5 +10,5 @@ def cli() -> None:
     pass
 
 
-for command in (*processes.COMMANDS, *data.COMMANDS):
+for command in (*processes.COMMANDS, *data.COMMANDS, *provider17.COMMANDS):
     cli.add_command(command)

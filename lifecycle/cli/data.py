@@ -60,11 +60,14 @@ def shipments(as_json: bool, status: str | None, tracking: str | None, number: s
     if not items:
         click.echo("no shipments")
         return
-    click.echo(f"{'PROVIDER':8} {'NUMBER':24} {'CARRIER':>7} {'STATUS':20} {'TRACKING':9} LAST EVENT")
+    click.echo(
+        f"{'PROVIDER':8} {'NUMBER':24} {'CARRIER':>7} {'STATUS':20} {'TRACKING':9} {'LAST EVENT':20} NOTE"
+    )
     for item in items:
+        note = f"{item['error_code'] or ''} {item['last_error']}".strip() if item["last_error"] else ""
         click.echo(
             f"{item['provider']:8} {item['number']:24} {item['carrier'] or '-':>7} "
-            f"{item['status']:20} {item['tracking']:9} {item['last_event_at'] or '-'}"
+            f"{item['status']:20} {item['tracking']:9} {item['last_event_at'] or '-':20} {note}"
         )
 
 
@@ -97,4 +100,40 @@ def inbox(as_json: bool, requeue_failed: bool) -> None:
         click.echo(f"requeued {requeued} failed row(s)")
 
 
-COMMANDS = (db, shipments, inbox)
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def operations(as_json: bool) -> None:
+    """The outbox: operations by kind and status, pauses, and the latest failures."""
+    from sqlalchemy import func, select
+
+    from lifecycle.operations.models import FAILED, Operation, ServiceState
+
+    _app, session = _session()
+    with session:
+        counts: dict[str, dict[str, int]] = {}
+        stmt = select(Operation.kind, Operation.status, func.count()).group_by(
+            Operation.kind, Operation.status
+        )
+        for kind, status, n in session.execute(stmt):
+            counts.setdefault(kind, {})[status] = n
+        pauses = {s.key: s.value for s in session.scalars(select(ServiceState))}
+        failed_stmt = (
+            select(Operation).where(Operation.status == FAILED).order_by(Operation.id.desc()).limit(20)
+        )
+        failures = [
+            {"kind": o.kind, "number": o.number, "code": o.result_code, "message": o.result_message}
+            for o in session.scalars(failed_stmt)
+        ]
+    report = {"counts": counts, "pauses": pauses, "recent_failures": failures}
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    for kind, by_status in sorted(counts.items()):
+        click.echo(f"{kind:14} " + "  ".join(f"{k}: {v}" for k, v in sorted(by_status.items())))
+    for key, value in pauses.items():
+        click.echo(f"PAUSED {key}: {value['code']} {value['reason']} (until {value['until'] or 'resumed'})")
+    for failure in failures:
+        click.echo(f"failed {failure['kind']} {failure['number']}: {failure['code']} {failure['message']}")
+
+
+COMMANDS = (db, shipments, inbox, operations)

@@ -35,6 +35,8 @@ class InboxEvent(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     provider: Mapped[str] = mapped_column(String(16))
+    # "push" for webhooks; "gettrackinfo" for data pulled to backfill missed pushes.
+    source: Mapped[str] = mapped_column(String(16), default="push", server_default="push")
     body: Mapped[bytes] = mapped_column(LargeBinary)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     status: Mapped[str] = mapped_column(String(16), default=PENDING)

@@ -17,9 +17,15 @@ from lifecycle.shipments.models import Shipment
 STOPTRACK = "stoptrack"
 
 
+def registration_key(shipment: Shipment) -> str:
+    """Number, carrier and registration generation: what 17TRACK charges and tracks as one."""
+    return f"{shipment.number}:{shipment.carrier}:{shipment.registration_generation}"
+
+
 def stoptrack_row(shipment: Shipment) -> dict[str, Any]:
     """The outbox row that stops tracking a delivered shipment (one per registration)."""
-    key = f"17track:stoptrack:{shipment.number}:{shipment.carrier}:{shipment.registration_generation}"
+    # A retracked number may be stopped once more, so the retrack is part of the business event.
+    key = f"17track:stoptrack:{registration_key(shipment)}:{int(shipment.retracked)}"
     now = utcnow()
     return {
         "provider": "17track",
@@ -51,7 +57,11 @@ def cancel_pending_stoptrack(session: Session, shipment_ids: Sequence[int]) -> N
 
 
 def claim_ready(session: Session, provider: str, kind: str, limit: int) -> list[Operation]:
-    """Claim up to `limit` due operations; the caller commits before calling the provider."""
+    """Claim up to `limit` due operations, one per number; the caller commits before the call.
+
+    One per number, because 17TRACK answers per number: two operations on the same number in one
+    call could not be told apart. The others stay pending for the next call.
+    """
     now = utcnow()
     stmt = (
         select(Operation)
@@ -62,15 +72,18 @@ def claim_ready(session: Session, provider: str, kind: str, limit: int) -> list[
             Operation.next_attempt_at <= now,
         )
         .order_by(Operation.id)
-        .limit(limit)
+        .limit(limit * 2)
         .with_for_update(skip_locked=True)
     )
-    operations = list(session.scalars(stmt))
-    for operation in operations:
+    operations: dict[str, Operation] = {}
+    for operation in session.scalars(stmt):
+        if operation.number not in operations and len(operations) < limit:
+            operations[operation.number] = operation
+    for operation in operations.values():
         operation.status = IN_FLIGHT
         operation.claimed_at = now
         operation.attempts += 1
-    return operations
+    return list(operations.values())
 
 
 def retry_later(operations: Sequence[Operation], error: str, max_attempts: int, floor: float) -> None:

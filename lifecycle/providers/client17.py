@@ -35,6 +35,10 @@ class SeventeenTrackClient:
 
     def call(self, endpoint: str, body: Any) -> dict[str, Any]:
         """POST to an endpoint; returns `data` of a code-0 envelope or raises ProviderError."""
+        return self.call_envelope(endpoint, body).get("data") or {}
+
+    def call_envelope(self, endpoint: str, body: Any) -> dict[str, Any]:
+        """The whole code-0 envelope (gettracklist puts `page` beside `data`)."""
         self._limiter.acquire(self.limiter_key)
         try:
             response = self._http.post(
@@ -63,4 +67,4 @@ def _unwrap(endpoint: str, response: requests.Response) -> dict[str, Any]:
         errors = (envelope.get("data") or {}).get("errors") or [{}]
         message = errors[0].get("message") or f"code {code}"
         raise ProviderError(f"{endpoint}: {code} {message}", transient=code in _TRANSIENT_CODES, code=code)
-    return envelope.get("data") or {}
+    return envelope

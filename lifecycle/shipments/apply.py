@@ -152,6 +152,7 @@ def _is_newer(shipment: Shipment, push: st.Push) -> bool:
 
 def _apply_update(effects: BatchEffects, shipment: Shipment, push: st.Push, inbox_id: int) -> str:
     key = dedupe_key(push)
+    shipment.last_seen_at = utcnow()
     if (shipment.id, key) in effects.seen_keys:
         return "duplicate"
     effects.seen_keys.add((shipment.id, key))
@@ -167,6 +168,7 @@ def _apply_update(effects: BatchEffects, shipment: Shipment, push: st.Push, inbo
     shipment.sub_status = push.sub_status
     shipment.last_event_at = push.event_time or shipment.last_event_at
     shipment.last_event_description = push.description
+    shipment.first_result_at = shipment.first_result_at or utcnow()
     if shipment.tracking == "pending":
         shipment.tracking = "tracking"
     if to_status == "delivered" and shipment.tracking in ACTIVE_TRACKING:

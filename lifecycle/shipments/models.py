@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from lifecycle.db import Base, BigId, UTCDateTime, utcnow
@@ -27,12 +27,22 @@ class Shipment(Base):
     # "registered" here, or "adopted" from a push for a number registered elsewhere.
     origin: Mapped[str] = mapped_column(String(16), default="registered")
     tag: Mapped[str | None] = mapped_column(String(128))
+    lang: Mapped[str | None] = mapped_column(String(16))
+    # 17TRACK allows one free retrack and five carrier changes per number: refused locally after.
+    retracked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    carrier_changes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    error_code: Mapped[int | None] = mapped_column(Integer)
+    # When the provider first returned tracking data (carrier changes are refused before it).
+    first_result_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When provider data (push or pull) last arrived: drives the "no push for too long" backfill.
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     last_event_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_event_description: Mapped[str | None] = mapped_column(Text)
     last_error: Mapped[str | None] = mapped_column(Text)
     registration_generation: Mapped[int] = mapped_column(Integer, default=1)
     registered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -27,9 +27,16 @@ def shipment_json(shipment: Shipment) -> dict[str, Any]:
         "tag": shipment.tag,
         "last_event_at": _iso(shipment.last_event_at),
         "last_event": shipment.last_event_description,
+        "error_code": shipment.error_code,
         "last_error": shipment.last_error,
+        "lang": shipment.lang,
+        "retracked": shipment.retracked,
+        "carrier_changes": shipment.carrier_changes,
+        "first_result_at": _iso(shipment.first_result_at),
+        "last_seen_at": _iso(shipment.last_seen_at),
         "registered_at": _iso(shipment.registered_at),
         "stopped_at": _iso(shipment.stopped_at),
+        "deleted_at": _iso(shipment.deleted_at),
     }
 
 

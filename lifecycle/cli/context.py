@@ -1,0 +1,49 @@
+"""What CLI commands share: an app, a session, and a nudge to the workers after a commit."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+from flask import Flask
+from sqlalchemy.orm import Session
+
+_app: Flask | None = None
+
+
+def app() -> Flask:
+    global _app
+    if _app is None:
+        from lifecycle import create_app
+
+        _app = create_app()
+    return _app
+
+
+@contextmanager
+def transaction() -> Iterator[Session]:
+    """A session in a transaction committed on success, inside the app context."""
+    from lifecycle.extensions import db
+
+    with app().app_context(), db.new_session() as session, session.begin():
+        yield session
+
+
+def nudge(task_name: str) -> None:
+    """Tell the workers there is work now; if the broker is down, beat's sweeper does it later."""
+    from lifecycle import runtime
+
+    with app().app_context():
+        if not runtime.signal(task_name):
+            click.echo("note: broker unreachable; the sweeper will send this shortly", err=True)
+
+
+def emit(data: Any, as_json: bool, lines: list[str]) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+    else:
+        for line in lines:
+            click.echo(line)

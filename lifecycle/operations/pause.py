@@ -1,0 +1,58 @@
+"""Pausing an operation kind, e.g. registration when 17TRACK says the quota ran out.
+
+Quota errors are not retried in a loop: the operations stay queued (nothing is dropped) and the
+pause is visible to the operator until it expires (daily limit) or is lifted by hand (quota).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from lifecycle.db import utcnow
+from lifecycle.operations.models import ServiceState
+
+
+def _key(provider: str, kind: str) -> str:
+    return f"pause:{provider}:{kind}"
+
+
+def pause(session: Session, provider: str, kind: str, code: int, reason: str, until: datetime | None) -> None:
+    value = {
+        "code": code,
+        "reason": reason,
+        "since": utcnow().isoformat(),
+        "until": until.isoformat() if until else None,
+    }
+    state = session.get(ServiceState, _key(provider, kind))
+    if state is None:
+        session.add(ServiceState(key=_key(provider, kind), value=value))
+    elif state.value.get("code") != code:
+        state.value = value
+
+
+def current(session: Session, provider: str, kind: str) -> dict[str, Any] | None:
+    """The pause in force, or None (an expired pause is lifted here)."""
+    state = session.get(ServiceState, _key(provider, kind))
+    if state is None:
+        return None
+    until = state.value.get("until")
+    if until and datetime.fromisoformat(until) <= utcnow():
+        session.delete(state)
+        return None
+    return dict(state.value)
+
+
+def resume(session: Session, provider: str, kind: str) -> bool:
+    state = session.get(ServiceState, _key(provider, kind))
+    if state is None:
+        return False
+    session.delete(state)
+    return True
+
+
+def next_utc_midnight() -> datetime:
+    now = utcnow()
+    return (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)

@@ -1,0 +1,129 @@
+"""Send due outbox operations to 17TRACK in batches and apply the per-item answers.
+
+Claim (commit) → call → settle (commit): no database lock is held during the HTTP call, and an
+operation whose worker dies in between is given back by the sweeper after its lease.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from lifecycle.operations import pause, service
+from lifecycle.operations.kinds17 import DONE, ERR_DAILY_LIMIT, HOLD, KINDS, QUOTA_ERRORS, Kind
+from lifecycle.operations.models import PENDING, Operation
+from lifecycle.providers.client17 import ProviderError, SeventeenTrackClient
+from lifecycle.shipments.models import Shipment
+
+PROVIDER = "17track"
+
+
+@dataclass
+class FlushReport:
+    calls: int = 0
+    done: int = 0
+    failed: int = 0
+    retried: int = 0
+    held: int = 0
+    # Answers written to the inbox (gettrackinfo), to be applied by the inbox workers.
+    pulled: int = 0
+    paused: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Sender:
+    session_factory: Callable[[], Session]
+    client: SeventeenTrackClient
+    batch_size: int = 40
+    max_attempts: int = 20
+    report: FlushReport = field(default_factory=FlushReport)
+
+    def flush(self) -> FlushReport:
+        """Send every due operation, one call per kind per round, until none is left."""
+        while any([self._send_one_batch(kind) for kind in KINDS.values()]):
+            pass
+        return self.report
+
+    def _send_one_batch(self, kind: Kind) -> bool:
+        with self.session_factory() as session, session.begin():
+            held = pause.current(session, PROVIDER, kind.name)
+            if held:
+                self.report.paused[kind.name] = held
+                return False
+            claimed = [op.id for op in service.claim_ready(session, PROVIDER, kind.name, self.batch_size)]
+        if not claimed:
+            return False
+        self.report.calls += 1
+        try:
+            data = self.client.call(kind.endpoint, self._items(kind, claimed))
+        except ProviderError as exc:
+            self._request_failed(kind, claimed, exc)
+            return True
+        with self.session_factory() as session, session.begin():
+            self._apply(session, kind, self._load(session, claimed), data)
+        return True
+
+    def _load(self, session: Session, ids: list[int]) -> list[Operation]:
+        return [session.get_one(Operation, op_id) for op_id in ids]
+
+    def _items(self, kind: Kind, ids: list[int]) -> list[dict[str, Any]]:
+        with self.session_factory() as session:
+            return [kind.item(op) for op in self._load(session, ids)]
+
+    def _request_failed(self, kind: Kind, ids: list[int], exc: ProviderError) -> None:
+        with self.session_factory() as session, session.begin():
+            operations = self._load(session, ids)
+            if exc.code in QUOTA_ERRORS:
+                self._hold(session, kind, operations, exc.code, str(exc))
+                return
+            floor = 1.0 if exc.transient else 60.0
+            service.retry_later(operations, str(exc), self.max_attempts, floor)
+            self.report.retried += len(operations)
+
+    def _apply(self, session: Session, kind: Kind, operations: list[Operation], data: dict[str, Any]) -> None:
+        by_number = {op.number: op for op in operations}
+        for item in data.get("accepted") or []:
+            op = by_number.pop(str(item.get("number")), None)
+            if op is not None:
+                kind.accept(session, op, self._shipment(session, op), item)
+                service.settle(op, 0, "accepted", ok=True)
+                self.report.done += 1
+                self.report.pulled += kind.feeds_inbox
+        held: list[tuple[Operation, int, str]] = []
+        for item in data.get("rejected") or []:
+            op = by_number.pop(str(item.get("number")), None)
+            if op is None:
+                continue
+            error = item.get("error") or {}
+            code, message = error.get("code"), str(error.get("message") or "")
+            verdict = kind.reject(session, op, self._shipment(session, op), code, message)
+            if verdict == HOLD:
+                held.append((op, code, message))
+                continue
+            service.settle(op, code, message, ok=verdict == DONE)
+            self.report.done += verdict == DONE
+            self.report.failed += verdict != DONE
+        for op, code, message in held:
+            self._hold(session, kind, [op], code, message)
+        unanswered = list(by_number.values())
+        service.retry_later(unanswered, "no per-item answer from 17TRACK", self.max_attempts, floor=1.0)
+        self.report.retried += len(unanswered)
+
+    def _hold(
+        self, session: Session, kind: Kind, operations: list[Operation], code: int, message: str
+    ) -> None:
+        until = pause.next_utc_midnight() if code == ERR_DAILY_LIMIT else None
+        pause.pause(session, PROVIDER, kind.name, code, message, until)
+        for op in operations:
+            # Not the operation's fault: it waits, queued, without spending an attempt.
+            op.status = PENDING
+            op.attempts = max(0, op.attempts - 1)
+            op.result_code, op.result_message = code, message
+        self.report.held += len(operations)
+
+    @staticmethod
+    def _shipment(session: Session, op: Operation) -> Shipment | None:
+        return session.get(Shipment, op.shipment_id) if op.shipment_id else None
