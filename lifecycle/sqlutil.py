@@ -26,7 +26,9 @@ def insert_ignoring_conflicts(
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     stmt = insert(model).values(list(rows)).on_conflict_do_nothing(index_elements=conflict_columns)
-    return session.execute(stmt).rowcount or 0
+    # RETURNING counts reliably on both dialects (psycopg reports rowcount -1 here).
+    primary_key = list(model.__table__.primary_key.columns)  # type: ignore[attr-defined]
+    return len(session.execute(stmt.returning(*primary_key)).all())
 
 
 def is_retryable(exc: BaseException) -> bool:

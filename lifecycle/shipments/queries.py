@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from lifecycle.db import utcnow
 from lifecycle.shipments.models import UNKNOWN_CARRIER, Shipment, Transition
 
 
@@ -55,21 +56,51 @@ def transition_json(transition: Transition) -> dict[str, Any]:
 def list_shipments(
     session: Session,
     *,
+    provider: str | None = None,
     status: str | None = None,
     tracking: str | None = None,
     number: str | None = None,
+    prefix: str | None = None,
+    stale_days: float | None = None,
+    after_id: int = 0,
     limit: int = 1000,
 ) -> list[Shipment]:
-    stmt = select(Shipment).order_by(Shipment.id).limit(limit)
+    """Shipments in id order, filtered; `after_id` is the cursor of the previous page."""
+    stmt = select(Shipment).where(Shipment.id > after_id).order_by(Shipment.id).limit(limit)
+    if provider:
+        stmt = stmt.where(Shipment.provider == provider)
     if status:
         stmt = stmt.where(Shipment.status == status)
     if tracking:
         stmt = stmt.where(Shipment.tracking == tracking)
     if number:
         stmt = stmt.where(Shipment.number == number)
+    if prefix:
+        stmt = stmt.where(Shipment.number.startswith(prefix.upper(), autoescape=True))
+    if stale_days is not None:
+        cutoff = utcnow() - timedelta(days=stale_days)
+        stmt = stmt.where(or_(Shipment.last_seen_at < cutoff, Shipment.last_seen_at.is_(None)))
     return list(session.scalars(stmt))
 
 
 def history(session: Session, shipment_id: int) -> list[Transition]:
     stmt = select(Transition).where(Transition.shipment_id == shipment_id).order_by(Transition.id)
     return list(session.scalars(stmt))
+
+
+def operations(session: Session, shipment_id: int) -> list[dict[str, Any]]:
+    from lifecycle.operations.models import Operation
+
+    stmt = select(Operation).where(Operation.shipment_id == shipment_id).order_by(Operation.id)
+    return [
+        {
+            "kind": op.kind,
+            "status": op.status,
+            "attempts": op.attempts,
+            "result_code": op.result_code,
+            "result_message": op.result_message,
+            "created_at": _iso(op.created_at),
+            "completed_at": _iso(op.completed_at),
+        }
+        for op in session.scalars(stmt)
+    ]

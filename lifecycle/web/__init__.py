@@ -5,9 +5,10 @@ from werkzeug.exceptions import HTTPException
 
 
 def register_blueprints(app: Flask) -> None:
-    from lifecycle.web import health, webhooks
+    from lifecycle.web import api, health, webhooks
 
     app.register_blueprint(webhooks.bp)
+    app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
 
     @app.errorhandler(HTTPException)

@@ -1,0 +1,158 @@
+"""The JSON API (token auth): list and read shipments, register numbers, lifecycle commands."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from flask import Blueprint, abort, jsonify, request
+from sqlalchemy import select
+
+from lifecycle import runtime
+from lifecycle.api.tokens import authenticate
+from lifecycle.extensions import db
+from lifecycle.shipments import commands, queries
+from lifecycle.shipments.models import Shipment
+from lifecycle.shipments.registration import Registration, register
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+MAX_NUMBERS_PER_REQUEST = 1000
+PAGE_SIZE = 100
+
+
+def token_required(view: Callable[..., Any]) -> Callable[..., Any]:
+    @wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        header = request.headers.get("Authorization", "")
+        token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+        with db.new_session() as session, session.begin():
+            if not token or authenticate(session, token) is None:
+                abort(401, "a valid 'Authorization: Bearer <token>' is required (manage.py create-token)")
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def _cursor(after_id: int | None) -> str | None:
+    return base64.urlsafe_b64encode(str(after_id).encode()).decode() if after_id else None
+
+
+def _after_id(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    try:
+        return int(base64.urlsafe_b64decode(cursor.encode()).decode())
+    except ValueError:
+        abort(400, "invalid cursor")
+
+
+@bp.get("/shipments")
+@token_required
+def list_shipments():  # type: ignore[no-untyped-def]
+    args = request.args
+    limit = min(args.get("limit", PAGE_SIZE, type=int), 1000)
+    with db.new_session() as session:
+        rows = queries.list_shipments(
+            session,
+            provider=args.get("provider"),
+            status=args.get("status"),
+            tracking=args.get("tracking"),
+            prefix=args.get("q"),
+            stale_days=args.get("stale_days", type=float),
+            after_id=_after_id(args.get("cursor")),
+            limit=limit,
+        )
+        items = [queries.shipment_json(s) for s in rows]
+    next_cursor = _cursor(rows[-1].id) if len(rows) == limit else None
+    return jsonify(shipments=items, next_cursor=next_cursor)
+
+
+@bp.get("/shipments/<provider>/<number>")
+@token_required
+def show_shipment(provider: str, number: str):  # type: ignore[no-untyped-def]
+    stmt = select(Shipment).where(Shipment.provider == provider, Shipment.number == number.upper())
+    if request.args.get("carrier", type=int):
+        stmt = stmt.where(Shipment.carrier == request.args.get("carrier", type=int))
+    with db.new_session() as session:
+        found = list(session.scalars(stmt))
+        if not found:
+            abort(404, f"no {provider} shipment {number}")
+        result = [
+            {
+                **queries.shipment_json(s),
+                "transitions": [queries.transition_json(t) for t in queries.history(session, s.id)],
+                "operations": queries.operations(session, s.id),
+            }
+            for s in found
+        ]
+    return jsonify(shipment=result[0], others=result[1:])
+
+
+def _registrations(body: dict[str, Any]) -> list[Registration]:
+    defaults = {k: body.get(k) for k in ("carrier", "lang", "tag")}
+    entries = body.get("shipments") or [{"number": n, **defaults} for n in body.get("numbers") or []]
+    if body.get("number"):
+        entries = [{"number": body["number"], **defaults}]
+    if not entries or not isinstance(entries, list):
+        abort(400, "give 'number', 'numbers': [...] or 'shipments': [{number, carrier, lang, tag}]")
+    if len(entries) > MAX_NUMBERS_PER_REQUEST:
+        abort(413, f"at most {MAX_NUMBERS_PER_REQUEST} numbers per request; use manage.py import for more")
+    try:
+        return [
+            Registration(
+                str(e["number"]), int(e["carrier"]) if e.get("carrier") else None, e.get("lang"), e.get("tag")
+            )
+            for e in entries
+        ]
+    except (KeyError, TypeError, ValueError) as exc:
+        abort(400, f"bad shipment entry: {exc}")
+
+
+@bp.post("/shipments")
+@token_required
+def register_shipments():  # type: ignore[no-untyped-def]
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        abort(400, "JSON object expected")
+    if body.get("provider") not in (None, "17track"):
+        abort(422, f"provider {body['provider']!r} is not supported yet")
+    with db.new_session() as session, session.begin():
+        outcomes = register(session, _registrations(body))
+    if any(o.ok for o in outcomes):
+        runtime.signal(runtime.FLUSH_OPERATIONS)
+    return jsonify(results=[o.as_json() for o in outcomes]), 202
+
+
+_ACTIONS: dict[str, Callable[..., Any]] = {
+    "stop": lambda s, n, c, b: commands.stop(s, n, c),
+    "retrack": lambda s, n, c, b: commands.retrack(s, n, c),
+    "sync": lambda s, n, c, b: commands.sync(s, n, c),
+    "change-carrier": lambda s, n, c, b: commands.change_carrier(s, n, int(b["carrier_new"]), c),
+    "changeinfo": lambda s, n, c, b: commands.change_info(
+        s, n, tag=b.get("tag"), lang=b.get("lang"), carrier=c
+    ),
+    "delete": lambda s, n, c, b: commands.delete(s, n, c) if b.get("confirm") is True else _refuse_delete(),
+}
+
+
+def _refuse_delete() -> Any:
+    raise commands.CommandRefused(f'{commands.DELETE_WARNING}; send {{"confirm": true}} to delete')
+
+
+@bp.post("/shipments/<provider>/<number>/<action>")
+@token_required
+def lifecycle_action(provider: str, number: str, action: str):  # type: ignore[no-untyped-def]
+    if provider != "17track":
+        abort(404, f"no lifecycle commands for provider {provider!r} yet")
+    if action not in _ACTIONS:
+        abort(404, f"unknown action {action!r}; one of {', '.join(_ACTIONS)}")
+    body = request.get_json(silent=True) or {}
+    try:
+        with db.new_session() as session, session.begin():
+            outcome = _ACTIONS[action](session, number, body.get("carrier"), body)
+    except (commands.CommandRefused, ValueError, KeyError) as exc:
+        return jsonify(error="refused", message=str(exc)), 409
+    runtime.signal(runtime.FLUSH_OPERATIONS)
+    return jsonify(outcome.as_json()), 202
