@@ -75,3 +75,33 @@ def test_inbox_reports_failed_rows_and_requeues_them(app, client, run_cli):
     assert report["counts"] == {"failed": 1}
     assert "malformed JSON" in report["failed"][0]["error"]
     assert json.loads(run_cli("inbox", "--json", "--requeue-failed"))["requeued"] == 1
+
+
+def test_register_command_queues_and_refuses_with_reasons(run_cli, app):
+    from click.testing import CliRunner
+
+    result = CliRunner().invoke(cli, ["register", "RR123456789CN", "bad#1", "--carrier", "3011", "--json"])
+    assert result.exit_code == 1  # one number was refused
+    results = json.loads(result.output)["results"]
+    assert [r["queued"] for r in results] == [True, False]
+    listed = json.loads(run_cli("shipments", "--json"))["shipments"]
+    assert [(s["number"], s["tracking"], s["carrier"]) for s in listed] == [
+        ("RR123456789CN", "pending", 3011)
+    ]
+
+
+def test_import_command_streams_a_file_and_reports_bad_lines(run_cli, tmp_path):
+    path = tmp_path / "numbers.csv"
+    path.write_text("number,carrier,lang,tag\nRR000000001CN,3011,,a\nnope,3011,,b\nRR000000002CN,,,c\n")
+    report = json.loads(run_cli("import", str(path), "--json"))
+    assert (report["rows"], report["queued"], report["refused"]) == (3, 2, 1)
+    assert report["problems"][0]["line"] == 3
+
+
+def test_delete_needs_yes_and_says_why(run_cli, two_shipments):
+    from click.testing import CliRunner
+
+    refused = CliRunner().invoke(cli, ["delete", "RR1"])
+    assert refused.exit_code == 1 and "charged again" in refused.output
+    assert "queued: deletetrack" in run_cli("delete", "RR1", "--yes")
+    assert "deletetrack" in run_cli("operations")

@@ -16,7 +16,7 @@ from lifecycle.db import utcnow
 from lifecycle.operations.models import Operation
 from lifecycle.operations.service import registration_key, stoptrack_row
 from lifecycle.shipments.models import Shipment
-from lifecycle.shipments.registration import PROVIDER, Outcome, check_number
+from lifecycle.shipments.registration import PROVIDER, Outcome
 from lifecycle.sqlutil import insert_ignoring_conflicts
 
 MAX_CARRIER_CHANGES = 5
@@ -29,7 +29,8 @@ class CommandRefused(Exception):
 
 def find(session: Session, number: str, carrier: int | None = None) -> Shipment:
     """The live shipment for a number (and carrier, needed when it is registered under several)."""
-    number = check_number(number)
+    # Normalised like registration, but not format-checked: adopted numbers come as 17TRACK has them.
+    number = number.strip().upper()
     stmt = select(Shipment).where(Shipment.provider == PROVIDER, Shipment.number == number)
     if carrier:
         stmt = stmt.where(Shipment.carrier == carrier)
