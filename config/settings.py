@@ -7,6 +7,7 @@ SQLite under `var/` and a broker that needs no server (kombu's filesystem transp
 from __future__ import annotations
 
 from functools import lru_cache
+from datetime import date
 from pathlib import Path
 from typing import Literal
 
@@ -36,6 +37,9 @@ class Settings(BaseSettings):
     seventeentrack_api_key: SecretStr = SecretStr("")
     seventeentrack_api_url: str = "https://api.17track.net/track/v2.2"
     seventeentrack_plan: Plan17 = "free"
+    # The plan year starts here (default: 1 January); the rule set names a file section in quota_rules.
+    seventeentrack_plan_start: date | None = None
+    seventeentrack_rules: str = "17track-official"
     seventeentrack_rate_per_second: int = Field(3, ge=1)
     seventeentrack_batch_size: int = Field(40, ge=1, le=40)
     seventeentrack_timeout_seconds: float = 10.0
@@ -44,6 +48,16 @@ class Settings(BaseSettings):
     cargoai_api_url: str = "https://api.cargoai.co"
     cargoai_plan: str = ""
     cargoai_callback_auth: Literal["hmac", "bearer", "basic", "none"] = "hmac"
+    cargoai_plan_start: date | None = None
+    cargoai_rules: str = ""
+    # Calendar months of the free quota are cut in this zone (17TRACK: "reset on the 1st").
+    account_timezone: str = "UTC"
+    # Percent of the plan's quota; each crossing alerts once per plan period.
+    budget_alert_thresholds: str = "80,95,100"
+    alert_webhook_url: str = ""
+    # At 100% of the plan, registrations are held unless overage is allowed.
+    allow_overage: bool = False
+    quota_rules_dir: Path = PROJECT_ROOT / "config" / "quota_rules"
     public_base_url: str = "http://127.0.0.1:8000"
     admin_password: SecretStr | None = None
 
@@ -70,6 +84,10 @@ class Settings(BaseSettings):
     def broker_dir(self) -> Path:
         """Where the embedded filesystem broker keeps its messages."""
         return self.var_dir / "broker"
+
+    @property
+    def alert_thresholds(self) -> list[int]:
+        return sorted(int(part) for part in self.budget_alert_thresholds.split(",") if part.strip())
 
     @field_validator("seventeentrack_api_url", "cargoai_api_url", "public_base_url")
     @classmethod

@@ -60,16 +60,15 @@ def import_csv(
     on_problem: Callable[[int, str, str], None] = lambda line, number, message: None,
     on_chunk: Callable[[], None] = lambda: None,
 ) -> ImportReport:
+    """Queue every good row; report every bad one, in line order, with its line number."""
     report = ImportReport()
-    chunk: list[tuple[int, Registration]] = []
+    chunk: list[tuple[int, str, Registration | str]] = []
     for line, row in _rows(handle):
         report.rows += 1
         try:
-            chunk.append((line, _parse(row)))
+            chunk.append((line, row[0], _parse(row)))
         except ValueError as exc:
-            report.malformed += 1
-            report.note(line, row[0] if row else "", str(exc))
-            on_problem(line, row[0] if row else "", str(exc))
+            chunk.append((line, row[0] if row else "", str(exc)))
         if len(chunk) >= CHUNK:
             _flush(chunk, session_factory, report, on_problem)
             on_chunk()
@@ -78,20 +77,26 @@ def import_csv(
 
 
 def _flush(
-    chunk: list[tuple[int, Registration]],
+    chunk: list[tuple[int, str, Registration | str]],
     session_factory: Callable[[], Session],
     report: ImportReport,
     on_problem: Callable[[int, str, str], None],
 ) -> None:
-    if not chunk:
-        return
-    with session_factory() as session, session.begin():
-        outcomes = register(session, [registration for _, registration in chunk])
-    for (line, _), outcome in zip(chunk, outcomes, strict=True):
-        if outcome.ok:
-            report.queued += 1
-            continue
-        report.refused += 1
-        report.note(line, outcome.number, outcome.message)
-        on_problem(line, outcome.number, outcome.message)
+    registrations = [parsed for _, _, parsed in chunk if isinstance(parsed, Registration)]
+    if registrations:
+        with session_factory() as session, session.begin():
+            outcomes = iter(register(session, registrations))
+    for line, number, parsed in chunk:
+        if isinstance(parsed, str):
+            report.malformed += 1
+            message = parsed
+        else:
+            outcome = next(outcomes)
+            if outcome.ok:
+                report.queued += 1
+                continue
+            report.refused += 1
+            number, message = outcome.number, outcome.message
+        report.note(line, number, message)
+        on_problem(line, number, message)
     chunk.clear()

@@ -1,159 +1,212 @@
 """A 17TRACK API simulator over real HTTP (DESIGN.md, "Provider simulators").
 
-Faithful to reference/17track.md where this service depends on it: `17token` auth, the envelope,
-40 numbers per call (-18010014), 3 requests/s per key (HTTP 429), register/stoptrack/retrack/
-deletetrack/getquota with their per-item error codes, and signed pushes to a webhook URL.
-Every call is logged with its arrival time so tests can check batching and rate limits.
+Point the service at it with SEVENTEENTRACK_API_URL. It follows reference/17track.md: `17token`
+auth (401, -18010002), the accepted/rejected envelope, 40 items per call (-18010014), 3 requests/s
+per key (HTTP 429), every v2.2 endpoint the service may call with its per-item error codes and
+quota rules, parcels that progress along scripted paths, and signed pushes to a webhook URL with
+configurable duplicates, delays and reordering. Every call and every push attempt is logged.
+
+Modules: `state` (account, parcels, quota, rate window), `registry` and `queries` (endpoints),
+`trackinfo` (payload shapes), `scripts` and `progression` (paths, steps), `delivery` (pushes),
+`control` (the /_sim/ API), `carriers`, `codes`; `python -m lifecycle.simulator` runs it alone.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import requests
-from flask import Flask, jsonify, request
+from flask import Flask, g, jsonify, request
 from werkzeug.serving import make_server
 
 from lifecycle.providers import pushes
-from lifecycle.providers import seventeentrack as st
+from lifecycle.simulator import codes, delivery, progression, queries, registry
+from lifecycle.simulator.codes import RequestError
+from lifecycle.simulator.control import add_control_routes
+from lifecycle.simulator.delivery import Pusher
+from lifecycle.simulator.state import TRACKING, Parcel, SimOptions, SimState, utcnow
+
+__all__ = ["Parcel", "SimOptions", "SimState", "SimulatorServer", "create_simulator", "push"]
+
+MAX_ITEMS = 40
+# The service calls `<url>/<endpoint>`; the real base URL ends in /track/v2.2: serve both.
+API_PREFIXES = ("", "/track/v2.2")
+ITEM_ENDPOINTS: dict[str, registry.Handler] = {
+    "register": registry.register,
+    "stoptrack": registry.stoptrack,
+    "retrack": registry.retrack,
+    "deletetrack": registry.deletetrack,
+    "changecarrier": registry.changecarrier,
+    "changeinfo": registry.changeinfo,
+    "gettrackinfo": queries.gettrackinfo,
+}
 
 
-@dataclass
-class Parcel:
-    number: str
-    carrier: int
-    tracking: str = "Tracking"
-    retracked: bool = False
+def _item_list() -> list[dict[str, Any]]:
+    """The JSON array every item endpoint takes, or the request-level error refusing it."""
+    body = request.get_json(force=True, silent=True)
+    if isinstance(body, list) and len(body) > MAX_ITEMS:
+        raise RequestError(codes.TOO_MANY_NUMBERS)
+    if not isinstance(body, list) or not all(isinstance(item, dict) for item in body):
+        raise RequestError(codes.INVALID_DATA)
+    return body
 
 
-@dataclass
-class SimState:
-    api_key: str
-    rate_per_second: int = 3
-    quota_total: int = 100
-    parcels: dict[str, Parcel] = field(default_factory=dict)
-    calls: list[dict[str, Any]] = field(default_factory=list)
-    arrivals: deque[float] = field(default_factory=deque)
-    # Injected faults: the next N calls answer with this HTTP status.
-    fail_next: list[int] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def over_rate(self, now: float) -> bool:
-        while self.arrivals and self.arrivals[0] <= now - 1.0:
-            self.arrivals.popleft()
-        if len(self.arrivals) >= self.rate_per_second:
-            return True
-        self.arrivals.append(now)
-        return False
-
-
-def _rejected(number: str, code: int, message: str) -> dict[str, Any]:
-    return {"number": number, "error": {"code": code, "message": message}}
+def _gate(state: SimState):  # type: ignore[no-untyped-def]
+    """Log the call, then injected faults, auth and the rate limit, in that order."""
+    now = time.time()
+    body = request.get_json(force=True, silent=True)
+    g.call = {
+        "at": now,
+        "endpoint": request.path.rsplit("/", 1)[-1],
+        "items": len(body) if isinstance(body, list) else 0,
+        "status": None,
+    }
+    with state.lock:
+        state.calls.append(g.call)
+        if state.fail_next:
+            return jsonify(error="injected"), state.fail_next.pop(0)
+        if request.headers.get("17token") != state.api_key:
+            return jsonify(codes.request_error(codes.INVALID_KEY)), 401
+        if not state.admit(now):  # a bad key or an injected fault does not use up a slot
+            return jsonify(code=429, message="Too Many Requests"), 429
+    return None
 
 
-def _error(code: int, message: str, status: int = 200):  # type: ignore[no-untyped-def]
-    return jsonify(code=code, data={"errors": [{"code": code, "message": message}]}), status
+def _api_views(state: SimState) -> dict[str, Callable[[], Any]]:
+    def batch(handler: registry.Handler) -> Callable[[], Any]:
+        def view():  # type: ignore[no-untyped-def]
+            items, now = _item_list(), utcnow()
+            with state.lock:
+                accepted, rejected = registry.each_item(state, items, handler, now)
+            return jsonify(code=0, data={"accepted": accepted, "rejected": rejected})
+
+        return view
+
+    def gettracklist():  # type: ignore[no-untyped-def]
+        body = request.get_json(force=True, silent=True) or {}
+        if not isinstance(body, dict):  # the one endpoint whose body is an object
+            raise RequestError(codes.INVALID_DATA)
+        with state.lock:
+            return jsonify(queries.gettracklist(state, body, utcnow()))
+
+    def getquota():  # type: ignore[no-untyped-def]
+        with state.lock:
+            return jsonify(queries.getquota(state, utcnow()))
+
+    def push_now():  # type: ignore[no-untyped-def]
+        return jsonify(delivery.replay(state, _item_list(), utcnow()))
+
+    views = {name: batch(handler) for name, handler in ITEM_ENDPOINTS.items()}
+    return {**views, "gettracklist": gettracklist, "getquota": getquota, "push": push_now}
 
 
-def create_simulator(state: SimState) -> Flask:
+def create_simulator(state: SimState, pusher: Pusher | None = None) -> Flask:
     app = Flask("sim17track")
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # keep 17TRACK's field order
+    pusher = pusher or Pusher(state)
 
     @app.before_request
-    def _gate():  # type: ignore[no-untyped-def]
-        if request.path.startswith("/_sim"):
-            return None
-        now = time.time()
-        items = request.get_json(silent=True)
-        with state.lock:
-            state.calls.append({"at": now, "endpoint": request.path.rsplit("/", 1)[-1],
-                                "items": len(items) if isinstance(items, list) else 0})  # fmt: skip
-            if state.fail_next:
-                return jsonify(error="injected"), state.fail_next.pop(0)
-            if state.over_rate(now):
-                return jsonify(code=429, message="Too Many Requests"), 429
-        if request.headers.get("17token") != state.api_key:
-            return _error(-18010002, "Invalid security key.", 401)
-        if isinstance(items, list) and len(items) > 40:
-            return _error(-18010014, "Tracking numbers exceed the 40 limit.")
-        if not isinstance(items, list):
-            return _error(-18010013, "Invalid submitted data.")
-        return None
+    def gate():  # type: ignore[no-untyped-def]
+        return None if request.path.startswith("/_sim") else _gate(state)
 
-    @app.post("/register")
-    def register():  # type: ignore[no-untyped-def]
-        accepted, rejected = [], []
-        with state.lock:
-            for item in request.get_json():
-                number, carrier = str(item.get("number", "")), int(item.get("carrier") or 3011)
-                if not 5 <= len(number) <= 50:
-                    rejected.append(_rejected(number, -18010012, f"The format of '{number}' is invalid."))
-                elif number in state.parcels:
-                    rejected.append(_rejected(number, st.ERR_ALREADY_REGISTERED, "already registered"))
-                else:
-                    state.parcels[number] = Parcel(number, carrier)
-                    accepted.append(
-                        {"origin": 1, "number": number, "carrier": carrier, "tag": item.get("tag")}
-                    )
-        return jsonify(code=0, data={"accepted": accepted, "rejected": rejected})
+    @app.after_request
+    def log_status(response):  # type: ignore[no-untyped-def]
+        if "call" in g:
+            g.call["status"] = response.status_code
+        return response
 
-    @app.post("/stoptrack")
-    def stoptrack():  # type: ignore[no-untyped-def]
-        accepted, rejected = [], []
-        with state.lock:
-            for item in request.get_json():
-                number = str(item.get("number", ""))
-                parcel = state.parcels.get(number)
-                if parcel is None:
-                    message = f"The tracking number '{number}' does not register, please register first."
-                    rejected.append(_rejected(number, st.ERR_NOT_REGISTERED, message))
-                elif parcel.tracking == "Stopped":
-                    rejected.append(
-                        _rejected(number, st.ERR_ALREADY_STOPPED, "only numbers being tracked can be stopped")
-                    )
-                else:
-                    parcel.tracking = "Stopped"
-                    accepted.append({"number": number, "carrier": parcel.carrier})
-        return jsonify(code=0, data={"accepted": accepted, "rejected": rejected})
+    @app.errorhandler(RequestError)
+    def refused(error: RequestError):  # type: ignore[no-untyped-def]
+        return jsonify(error.envelope), 200
 
-    @app.get("/_sim/calls")
-    def calls():  # type: ignore[no-untyped-def]
-        with state.lock:
-            return jsonify(calls=list(state.calls))
-
+    views = _api_views(state)
+    for prefix in API_PREFIXES:
+        for name, view in views.items():
+            app.add_url_rule(f"{prefix}/{name}", f"{prefix}/{name}", view, methods=["POST"])
+    add_control_routes(app, state, pusher)
     return app
 
 
 class SimulatorServer:
-    """The simulator on a real port, in a background thread."""
+    """The simulator on a real port, in background threads; use it as a context manager.
+
+    Options are the fields of `SimOptions` (rate_per_second, quota_total, daily_limit,
+    webhook_url, step_seconds, duplicate_rate, reorder_rate, delay_seconds, ...).
+    """
 
     def __init__(self, api_key: str, host: str = "127.0.0.1", port: int = 0, **options: Any) -> None:
-        self.state = SimState(api_key=api_key, **options)
-        self._server = make_server(host, port, create_simulator(self.state), threaded=True)
+        self.state = SimState(api_key, SimOptions(**options))
+        self.pusher = Pusher(self.state)
+        self.app = create_simulator(self.state, self.pusher)
+        self._server = make_server(host, port, self.app, threaded=True)
         self.url = f"http://{host}:{self._server.server_port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # A short poll interval: shutdown() waits for it, and tests start many simulators.
+        self._http = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="sim17track-http",
+            daemon=True,
+        )
+        step_seconds = self.state.options.step_seconds
+        self._ticker = progression.Ticker(self.state, self.pusher, step_seconds) if step_seconds else None
+        self._running = False
 
     def __enter__(self) -> SimulatorServer:
-        self._thread.start()
+        self.start()
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        self._server.shutdown()
+        self.stop()
 
-    def add_parcel(self, number: str, carrier: int, tracking: str = "Tracking") -> None:
+    def start(self) -> None:
+        self._running = True
+        self._http.start()
+        self.pusher.start()
+        if self._ticker:
+            self._ticker.start()
+
+    def stop(self) -> None:
+        """Stop progressing first, then pushing, then serving; idempotent."""
+        if not self._running:
+            return
+        self._running = False
+        if self._ticker:
+            self._ticker.stop()
+        self.pusher.stop()
+        self._server.shutdown()
+        self._server.server_close()
+        self._http.join(timeout=10)
+
+    def add_parcel(self, number: str, carrier: int, tracking: str = TRACKING) -> Parcel:
+        """A number registered elsewhere (no quota, no format check): tests seed the account so."""
         with self.state.lock:
-            self.state.parcels[number] = Parcel(number, carrier, tracking)
+            return self.state.add_parcel(number, carrier, tracking)
 
     def calls(self, endpoint: str | None = None) -> list[dict[str, Any]]:
         with self.state.lock:
             return [c for c in self.state.calls if endpoint is None or c["endpoint"] == endpoint]
 
+    def pushes(self, number: str | None = None) -> list[dict[str, Any]]:
+        with self.state.lock:
+            return [p for p in self.state.pushes if number is None or p["number"] == number]
+
+    def advance(self, steps: int = 1, numbers: set[str] | None = None) -> int:
+        """Advance every tracked parcel (or those numbers) `steps` times now; returns pushes made."""
+        return progression.advance(self.state, self.pusher, steps, numbers)
+
+    def set_webhook(self, url: str | None) -> None:
+        with self.state.lock:
+            self.state.webhook_url = url
+
+    def wait_for_pushes(self, timeout: float = 10.0) -> bool:
+        """Wait until nothing is queued (retries included) or in flight; False on timeout."""
+        return self.pusher.wait_idle(timeout)
+
 
 def push(webhook_url: str, api_key: str, payload: dict[str, Any], timeout: float = 10) -> requests.Response:
     """Deliver one signed push the way 17TRACK does."""
-    body = pushes.encode(payload)
-    headers = {"sign": st.sign(body, api_key), "Content-Type": "application/json"}
-    return requests.post(webhook_url, data=body, headers=headers, timeout=timeout)
+    return delivery.post_signed(webhook_url, api_key, pushes.encode(payload), timeout)
