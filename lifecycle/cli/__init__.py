@@ -2,7 +2,7 @@
 
 import click
 
-from lifecycle.cli import data, processes, provider17
+from lifecycle.cli import data, processes, provider17, simulate
 
 
 @click.group(help="Shipment lifecycle manager: webhooks in, state out, providers told.")
@@ -10,5 +10,5 @@ def cli() -> None:
     pass
 
 
-for command in (*processes.COMMANDS, *data.COMMANDS, *provider17.COMMANDS):
+for command in (*processes.COMMANDS, *data.COMMANDS, *provider17.COMMANDS, simulate.simulate):
     cli.add_command(command)
