@@ -19,7 +19,8 @@ import psycopg
 import redis
 import requests
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+BENCH_DIR = Path(__file__).resolve().parent
+PROJECT_ROOT = BENCH_DIR.parent
 # Scripts run as `python bench/x.py`: make the project importable without installing it.
 sys.path.insert(0, str(PROJECT_ROOT))
 
@@ -37,6 +38,24 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def write_pushes(path: Path, items: list[tuple[bytes, str]]) -> None:
+    """One "<sign> <body>" per line, read by the wrk scripts (wrk has no sha256 to sign with)."""
+    with open(path, "wb") as out:
+        for body, sign in items:
+            assert b"\n" not in body  # pushes.encode() writes compact one-line JSON
+            out.write(sign.encode() + b" " + body + b"\n")
+
+
+def wait_until(what: str, check, timeout: float, interval: float = 0.2):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(interval)
+    raise TimeoutError(f"gave up after {timeout:.0f}s waiting for {what}")
+
+
 def gunicorn(app: str, port: int) -> list[str]:
     return [PYTHON, "-m", "gunicorn", app, "--bind", f"127.0.0.1:{port}", *GUNICORN_OPTS]
 
@@ -50,7 +69,7 @@ class Harness:
         signal.signal(signal.SIGTERM, _term_to_exit)
         self.run_id = f"{label}_{time.strftime('%H%M%S')}_{uuid.uuid4().hex[:6]}"
         # bench/out/ is git-ignored: child logs (and the beat schedule) land there, not in var/.
-        self.out = PROJECT_ROOT / "bench" / "out" / self.run_id
+        self.out = BENCH_DIR / "out" / self.run_id
         self.out.mkdir(parents=True, exist_ok=True)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.database: str | None = None
@@ -119,6 +138,13 @@ class Harness:
             except subprocess.TimeoutExpired:
                 continue
 
+    def serve(self, name: str, app: str, env: dict[str, str] | None = None) -> str:
+        """Run a WSGI app under gunicorn on a free port; returns its base URL once /healthz answers."""
+        port = free_port()
+        self.start(name, gunicorn(app, port), env)
+        self.wait_healthy(name, f"http://127.0.0.1:{port}")
+        return f"http://127.0.0.1:{port}"
+
     def wait_healthy(self, name: str, base_url: str, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -135,6 +161,8 @@ class Harness:
     def close(self) -> None:
         for name in list(self.procs):
             self.stop(name)
+        for data in self.out.glob("*.pushes"):  # regenerated each run; only the logs are worth keeping
+            data.unlink()
         try:
             self.drop_database()
         finally:

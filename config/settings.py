@@ -6,8 +6,8 @@ SQLite under `var/` and a broker that needs no server (kombu's filesystem transp
 
 from __future__ import annotations
 
-from functools import lru_cache
 from datetime import date
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 

@@ -7,6 +7,7 @@ from dataclasses import asdict
 from typing import Any
 
 from lifecycle import runtime
+from lifecycle.accounting import service as accountant
 from lifecycle.extensions import db
 from lifecycle.inbox import service as inbox
 from lifecycle.operations import service as operations
@@ -17,12 +18,21 @@ log = logging.getLogger(__name__)
 
 def drain_inbox() -> dict[str, Any]:
     """Apply every pending inbox row, then signal the operation sender if work was created."""
-    report = inbox.drain(db.new_session, runtime.settings().inbox_batch_size)
+    report = inbox.drain(db.new_session, runtime.settings().inbox_batch_size, charger=_cycle_charger())
     if report.operations_created:
         runtime.signal(runtime.FLUSH_OPERATIONS)
     if report.batches:
         log.info("inbox drained: %s", report.outcomes)
     return asdict(report)
+
+
+def _cycle_charger():  # type: ignore[no-untyped-def]
+    """Charge status update cycles in the inbox batch, only under a rule set that bills them."""
+    account = runtime.account("17track")
+    if account is None or not accountant.charges_update_cycles(account):
+        return None
+    thresholds = tuple(runtime.settings().alert_thresholds)
+    return lambda session, events: accountant.charge(session, account, events, thresholds)
 
 
 def flush_operations() -> dict[str, Any]:
@@ -33,6 +43,8 @@ def flush_operations() -> dict[str, Any]:
         runtime.client17(),
         batch_size=config.seventeentrack_batch_size,
         max_attempts=config.operation_max_attempts,
+        account=runtime.account("17track"),
+        thresholds=tuple(config.alert_thresholds),
     )
     report = sender.flush()
     if report.calls:

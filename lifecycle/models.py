@@ -1,8 +1,19 @@
 """Every model, imported in one place for Alembic and for `Base.metadata`."""
 
+from lifecycle.accounting.models import BudgetAlert, LedgerEntry, UsageTotal
 from lifecycle.api.tokens import ApiToken
 from lifecycle.inbox.models import InboxEvent
 from lifecycle.operations.models import Operation, ServiceState
 from lifecycle.shipments.models import Shipment, Transition
 
-__all__ = ["ApiToken", "InboxEvent", "Operation", "ServiceState", "Shipment", "Transition"]
+__all__ = [
+    "ApiToken",
+    "BudgetAlert",
+    "InboxEvent",
+    "LedgerEntry",
+    "Operation",
+    "ServiceState",
+    "Shipment",
+    "Transition",
+    "UsageTotal",
+]

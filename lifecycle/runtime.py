@@ -5,6 +5,9 @@ from __future__ import annotations
 from flask import Flask, current_app
 
 from config.settings import Settings
+from lifecycle.accounting.ledger import Account
+from lifecycle.accounting.rules import load_rules
+from lifecycle.accounting.service import build_accounts
 from lifecycle.celery import send_signal
 from lifecycle.extensions import db
 from lifecycle.inbox.writer import InboxWriter
@@ -24,6 +27,17 @@ WINDOW_SECONDS = 1.1
 def init_app(app: Flask) -> None:
     drain_nudger = Nudger(lambda: send_signal(app, DRAIN_INBOX))
     app.extensions["inbox_writer"] = InboxWriter(db.new_session, on_committed=drain_nudger.poke)
+    config: Settings = app.config["SETTINGS"]
+    # Rule files are validated here, at start: a bad one stops the service with file:line.
+    app.extensions["accounts"] = build_accounts(config, load_rules(config.quota_rules_dir))
+
+
+def accounts() -> dict[str, Account]:
+    return current_app.extensions["accounts"]
+
+
+def account(provider: str) -> Account | None:
+    return accounts().get(provider)
 
 
 def settings() -> Settings:

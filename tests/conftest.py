@@ -26,7 +26,6 @@ PG_ADMIN = os.environ.get("TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 API_KEY = "test-17track-key"
 IN_CI = os.environ.get("CI", "").lower() == "true"
-TABLES = ("transitions", "operations", "shipments", "inbox")
 
 
 def _services_missing() -> str | None:
@@ -101,11 +100,13 @@ def settings_factory(backend: str, tmp_path: Path, request: pytest.FixtureReques
 
 
 def _truncate(url: str) -> None:
-    from lifecycle.db import make_engine
+    from lifecycle import models  # noqa: F401  (every table on the metadata)
+    from lifecycle.db import Base, make_engine
 
+    tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
     engine = make_engine(url)
     with engine.begin() as connection:
-        connection.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     engine.dispose()
 
 

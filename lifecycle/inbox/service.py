@@ -11,10 +11,11 @@ from datetime import timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from lifecycle.accounting.rules import BillableEvent
 from lifecycle.db import utcnow
 from lifecycle.inbox.models import FAILED, PENDING, PROCESSED, InboxEvent
 from lifecycle.providers import seventeentrack as st
-from lifecycle.shipments.apply import apply_pushes
+from lifecycle.shipments.apply import BatchEffects, apply_pushes
 from lifecycle.sqlutil import is_retryable
 
 log = logging.getLogger(__name__)
@@ -39,11 +40,20 @@ class DrainReport:
                 self.processed += 1
 
 
-def drain(session_factory: Callable[[], Session], batch_size: int, max_batches: int = 10_000) -> DrainReport:
+# Charges billable events inside the batch's transaction (the per-cycle rule set needs it).
+Charger = Callable[[Session, list[BillableEvent]], object]
+
+
+def drain(
+    session_factory: Callable[[], Session],
+    batch_size: int,
+    max_batches: int = 10_000,
+    charger: Charger | None = None,
+) -> DrainReport:
     """Process pending inbox rows batch after batch until none is left (or max_batches)."""
     report = DrainReport()
     for _ in range(max_batches):
-        outcomes, operations = _process_batch_with_retry(session_factory, batch_size)
+        outcomes, operations = _process_batch_with_retry(session_factory, batch_size, charger)
         if not outcomes:
             break
         report.add(outcomes, operations)
@@ -51,12 +61,12 @@ def drain(session_factory: Callable[[], Session], batch_size: int, max_batches: 
 
 
 def _process_batch_with_retry(
-    session_factory: Callable[[], Session], batch_size: int
+    session_factory: Callable[[], Session], batch_size: int, charger: Charger | None
 ) -> tuple[dict[int, str], int]:
     for attempt in range(5):
         try:
             with session_factory() as session, session.begin():
-                return process_batch(session, batch_size)
+                return process_batch(session, batch_size, charger)
         except Exception as exc:
             if not is_retryable(exc) or attempt == 4:
                 raise
@@ -65,7 +75,9 @@ def _process_batch_with_retry(
     raise AssertionError("unreachable")
 
 
-def process_batch(session: Session, batch_size: int) -> tuple[dict[int, str], int]:
+def process_batch(
+    session: Session, batch_size: int, charger: Charger | None = None
+) -> tuple[dict[int, str], int]:
     """Claim up to `batch_size` pending rows, apply them and mark each; in the caller's transaction."""
     stmt = (
         select(InboxEvent)
@@ -84,7 +96,7 @@ def process_batch(session: Session, batch_size: int) -> tuple[dict[int, str], in
             pushes.append((row.id, _parse(row)))
         except st.PushError as exc:
             errors[row.id] = str(exc)
-    outcomes, operations = _apply_isolating_poison(session, pushes, errors)
+    outcomes, operations = _apply_isolating_poison(session, pushes, errors, charger)
     _mark(session, rows, outcomes, errors)
     return outcomes, operations
 
@@ -96,13 +108,13 @@ def _parse(row: InboxEvent) -> st.Push:
 
 
 def _apply_isolating_poison(
-    session: Session, pushes: list[tuple[int, st.Push]], errors: dict[int, str]
+    session: Session, pushes: list[tuple[int, st.Push]], errors: dict[int, str], charger: Charger | None
 ) -> tuple[dict[int, str], int]:
     """Apply the batch in one go; if the database refuses it, retry row by row to find the culprit."""
     outcomes = {row_id: "failed" for row_id in errors}
     try:
         with session.begin_nested():
-            effects = apply_pushes(session, pushes)
+            effects = _apply_and_charge(session, pushes, charger)
         return outcomes | effects.outcomes, len(effects.operations)
     except Exception as exc:
         if is_retryable(exc):
@@ -112,7 +124,7 @@ def _apply_isolating_poison(
     for row_id, push in pushes:
         try:
             with session.begin_nested():
-                effects = apply_pushes(session, [(row_id, push)])
+                effects = _apply_and_charge(session, [(row_id, push)], charger)
             outcomes |= effects.outcomes
             created += len(effects.operations)
         except Exception as exc:
@@ -121,6 +133,15 @@ def _apply_isolating_poison(
             outcomes[row_id] = "failed"
             errors[row_id] = f"{exc.__class__.__name__}: {exc}"
     return outcomes, created
+
+
+def _apply_and_charge(
+    session: Session, pushes: list[tuple[int, st.Push]], charger: Charger | None
+) -> BatchEffects:
+    effects = apply_pushes(session, pushes, collect_cycles=charger is not None)
+    if charger is not None and effects.billable:
+        charger(session, effects.billable)
+    return effects
 
 
 def _mark(session: Session, rows: list[InboxEvent], outcomes: dict[int, str], errors: dict[int, str]) -> None:

@@ -12,6 +12,12 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from lifecycle.accounting import events17
+from lifecycle.accounting import service as accountant
+from lifecycle.accounting.ledger import Account
+from lifecycle.accounting.periods import next_month_start
+from lifecycle.accounting.rules import BillableEvent
+from lifecycle.db import utcnow
 from lifecycle.operations import pause, service
 from lifecycle.operations.kinds17 import DONE, ERR_DAILY_LIMIT, HOLD, KINDS, QUOTA_ERRORS, Kind
 from lifecycle.operations.models import PENDING, Operation
@@ -39,6 +45,9 @@ class Sender:
     client: SeventeenTrackClient
     batch_size: int = 40
     max_attempts: int = 20
+    # The accountant: charges each billable answer and holds registrations at 100% of the plan.
+    account: Account | None = None
+    thresholds: tuple[int, ...] = ()
     report: FlushReport = field(default_factory=FlushReport)
 
     def flush(self) -> FlushReport:
@@ -53,7 +62,7 @@ class Sender:
             if held:
                 self.report.paused[kind.name] = held
                 return False
-            claimed = [op.id for op in service.claim_ready(session, PROVIDER, kind.name, self.batch_size)]
+            claimed = [op.id for op in self._claim(session, kind)]
         if not claimed:
             return False
         self.report.calls += 1
@@ -65,6 +74,34 @@ class Sender:
         with self.session_factory() as session, session.begin():
             self._apply(session, kind, self._load(session, claimed), data)
         return True
+
+    def _claim(self, session: Session, kind: Kind) -> list[Operation]:
+        if kind.name != "register" or self.account is None:
+            return service.claim_ready(session, PROVIDER, kind.name, self.batch_size)
+        allowance = accountant.registration_allowance(session, self.account)
+        if allowance == 0:
+            self._hold_for_budget(session)
+            return []
+        limit = self.batch_size if allowance is None else min(self.batch_size, allowance)
+        claimed = service.claim_ready(session, PROVIDER, kind.name, limit)
+        if allowance is None:
+            return claimed
+        # A number with a translation language costs 2: send only what the plan still covers.
+        kept, spent = [], 0
+        for op in claimed:
+            spent += accountant.register_units(op.payload)
+            if spent <= allowance:
+                kept.append(op)
+            else:
+                service.release(op)
+        return kept
+
+    def _hold_for_budget(self, session: Session) -> None:
+        assert self.account is not None
+        until = next_month_start(utcnow(), self.account.tz)
+        reason = "plan quota used up (budget guard); allow overage with `manage.py quota --allow-overage`"
+        pause.pause(session, PROVIDER, "register", 0, reason, until)
+        self.report.paused["register"] = {"reason": reason, "until": until.isoformat()}
 
     def _load(self, session: Session, ids: list[int]) -> list[Operation]:
         return [session.get_one(Operation, op_id) for op_id in ids]
@@ -85,10 +122,13 @@ class Sender:
 
     def _apply(self, session: Session, kind: Kind, operations: list[Operation], data: dict[str, Any]) -> None:
         by_number = {op.number: op for op in operations}
+        billable: list[BillableEvent] = []
         for item in data.get("accepted") or []:
             op = by_number.pop(str(item.get("number")), None)
             if op is not None:
-                kind.accept(session, op, self._shipment(session, op), item)
+                shipment = self._shipment(session, op)
+                billable += events17.for_answer(op, shipment, item)
+                kind.accept(session, op, shipment, item)
                 service.settle(op, 0, "accepted", ok=True)
                 self.report.done += 1
                 self.report.pulled += kind.feeds_inbox
@@ -99,7 +139,9 @@ class Sender:
                 continue
             error = item.get("error") or {}
             code, message = error.get("code"), str(error.get("message") or "")
-            verdict = kind.reject(session, op, self._shipment(session, op), code, message)
+            shipment = self._shipment(session, op)
+            billable += events17.for_answer(op, shipment, item, code)
+            verdict = kind.reject(session, op, shipment, code, message)
             if verdict == HOLD:
                 held.append((op, code, message))
                 continue
@@ -108,6 +150,8 @@ class Sender:
             self.report.failed += verdict != DONE
         for op, code, message in held:
             self._hold(session, kind, [op], code, message)
+        if self.account is not None and billable:
+            accountant.charge(session, self.account, billable, self.thresholds)
         unanswered = list(by_number.values())
         service.retry_later(unanswered, "no per-item answer from 17TRACK", self.max_attempts, floor=1.0)
         self.report.retried += len(unanswered)

@@ -86,6 +86,13 @@ def claim_ready(session: Session, provider: str, kind: str, limit: int) -> list[
     return list(operations.values())
 
 
+def release(operation: Operation) -> None:
+    """Give a claimed operation back untouched (claimed, then not sent)."""
+    operation.status = PENDING
+    operation.attempts -= 1
+    operation.claimed_at = None
+
+
 def retry_later(operations: Sequence[Operation], error: str, max_attempts: int, floor: float) -> None:
     """Back off exponentially with jitter; give up (failed) after `max_attempts`."""
     now = utcnow()

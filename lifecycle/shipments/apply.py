@@ -15,6 +15,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from lifecycle.accounting import events17
+from lifecycle.accounting.rules import BillableEvent
 from lifecycle.db import utcnow
 from lifecycle.operations.models import Operation
 from lifecycle.operations.service import cancel_pending_stoptrack, stoptrack_row
@@ -34,6 +36,9 @@ class BatchEffects:
     operations: list[dict[str, Any]] = field(default_factory=list)
     seen_keys: set[tuple[int, str]] = field(default_factory=set)
     stopped_shipment_ids: list[int] = field(default_factory=list)
+    # Filled only when the rule set in force charges status update cycles.
+    collect_cycles: bool = False
+    billable: list[BillableEvent] = field(default_factory=list)
 
 
 def dedupe_key(push: st.Push) -> str:
@@ -42,9 +47,11 @@ def dedupe_key(push: st.Push) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()[:40]
 
 
-def apply_pushes(session: Session, pushes: list[tuple[int, st.Push]]) -> BatchEffects:
-    """Apply pushes in inbox order; returns each inbox row's outcome."""
-    effects = BatchEffects()
+def apply_pushes(
+    session: Session, pushes: list[tuple[int, st.Push]], collect_cycles: bool = False
+) -> BatchEffects:
+    """Apply pushes in inbox order; returns each inbox row's outcome (and billable update cycles)."""
+    effects = BatchEffects(collect_cycles=collect_cycles)
     known = [(inbox_id, p) for inbox_id, p in pushes if p.event in KNOWN_EVENTS]
     shipments = _load_or_adopt(session, [push for _, push in known])
     effects.seen_keys = _existing_keys(session, shipments.values(), known)
@@ -164,6 +171,9 @@ def _apply_update(effects: BatchEffects, shipment: Shipment, push: st.Push, inbo
     effects.transitions.append(_transition_row(shipment, push, inbox_id, kind, to_status, key))
     if not newer:
         return "stale"
+    if effects.collect_cycles:
+        tracked = shipment.tracking in ACTIVE_TRACKING and shipment.status != "delivered"
+        effects.billable.append(events17.update_cycle(shipment, key, tracked))
     shipment.status = to_status
     shipment.sub_status = push.sub_status
     shipment.last_event_at = push.event_time or shipment.last_event_at

@@ -1,0 +1,253 @@
+"""Charging billable events into the ledger, exactly once, into the right bucket.
+
+Every charge is allocated in order to the first bucket with room: 17TRACK's monthly free quota,
+then the plan's quota, then overage (CargoAi: the plan's included units, then overage). The
+bucket totals are locked for the allocation, so concurrent workers charge one after the other,
+and the ledger's unique idempotency key makes a repeated charge a no-op.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from lifecycle.accounting import periods
+from lifecycle.accounting.models import LedgerEntry, UsageTotal
+from lifecycle.accounting.rules import BillableEvent, Charge, Plan, ProviderRules, RuleSet
+from lifecycle.sqlutil import insert_ignoring_conflicts
+
+UNLIMITED = 10**18
+
+
+@dataclass(frozen=True)
+class Bucket:
+    name: str
+    scope_period: str  # the period whose total limits this bucket
+    limit: int
+    unit_price: Decimal | None
+
+
+@dataclass(frozen=True)
+class Account:
+    """What is in force for one provider: its rules, the rule set, its plans and its calendar.
+
+    A provider may have one plan per unit (CargoAi: a push plan counted in subscriptions and a
+    pull plan counted in calls); 17TRACK has one, counted in quota.
+    """
+
+    rules: ProviderRules
+    rule_set: RuleSet
+    plans: dict[str, Plan]
+    plan_start: date | None
+    tz: ZoneInfo
+
+    @property
+    def provider(self) -> str:
+        return self.rules.provider
+
+    def plan_for(self, unit: str) -> Plan | None:
+        return self.plans.get(unit or self.rules.unit)
+
+    def month(self, when: datetime) -> str:
+        return periods.month_of(when, self.tz)
+
+    def plan_period(self, when: datetime, unit: str = "") -> str:
+        plan = self.plan_for(unit)
+        length = plan.period if plan else "month"
+        return periods.plan_period_start(when, self.tz, self.plan_start, length).isoformat()
+
+    def buckets(self, when: datetime, unit: str = "") -> list[Bucket]:
+        """The buckets a charge of this unit draws from, in order."""
+        plan, period = self.plan_for(unit), self.plan_period(when, unit)
+        free = []
+        if self.rules.free_monthly_units and (unit or self.rules.unit) == self.rules.unit:
+            free = [Bucket("monthly_free", self.month(when), self.rules.free_monthly_units, Decimal(0))]
+        if plan is None:
+            return [*free, Bucket("overage", period, UNLIMITED, None)]
+        # A yearly plan's quota is prepaid (cost spread per unit); a monthly plan's units are in its fee.
+        name, price = ("plan", plan.unit_price) if plan.period == "year" else ("included", Decimal(0))
+        included = Bucket(name, period, plan.included_units or 0, price if plan.price is not None else None)
+        return [*free, included, Bucket("overage", period, UNLIMITED, plan.overage_unit_price)]
+
+
+def _upsert_add(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Add to running totals, creating them at zero first: one statement, either dialect."""
+    if not rows:
+        return
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    for row in sorted(rows, key=lambda r: (r["provider"], r["scope"], r["period"], r["key"])):
+        stmt = insert(UsageTotal).values(**row)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["provider", "scope", "period", "key"],
+            set_={
+                "units": UsageTotal.units + stmt.excluded.units,
+                "entries": UsageTotal.entries + stmt.excluded.entries,
+                "amount": UsageTotal.amount + stmt.excluded.amount,
+                "unpriced_units": UsageTotal.unpriced_units + stmt.excluded.unpriced_units,
+            },
+        )
+        session.execute(stmt)
+
+
+def _zero_total(provider: str, scope: str, period: str, key: str) -> dict[str, Any]:
+    return {"provider": provider, "scope": scope, "period": period, "key": key,
+            "units": 0, "entries": 0, "amount": Decimal(0), "unpriced_units": 0}  # fmt: skip
+
+
+def _lock_bucket_totals(
+    session: Session, provider: str, keys: set[tuple[str, str]]
+) -> dict[tuple[str, str], int]:
+    """Create (if needed) and lock the bucket totals in key order; returns units used so far."""
+    rows = [_zero_total(provider, "bucket", period, key) for period, key in sorted(keys)]
+    insert_ignoring_conflicts(session, UsageTotal, rows, ["provider", "scope", "period", "key"])
+    stmt = (
+        select(UsageTotal.period, UsageTotal.key, UsageTotal.units)
+        .where(
+            UsageTotal.provider == provider,
+            UsageTotal.scope == "bucket",
+            tuple_(UsageTotal.period, UsageTotal.key).in_(sorted(keys)),
+        )
+        .order_by(UsageTotal.period, UsageTotal.key)
+        .with_for_update()
+    )
+    return {(period, key): units for period, key, units in session.execute(stmt)}
+
+
+def _already_charged(session: Session, keys: list[str]) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        stmt = select(LedgerEntry.idempotency_key).where(LedgerEntry.idempotency_key.in_(chunk))
+        found.update(session.scalars(stmt))
+    return found
+
+
+def total_key(bucket: str, unit: str) -> str:
+    return f"{bucket}:{unit}"
+
+
+def _unit(account: Account, item: Charge) -> str:
+    return item.unit or account.rules.unit
+
+
+def charge(session: Session, account: Account, events: Sequence[BillableEvent]) -> list[dict[str, Any]]:
+    """Charge events (in occurrence order) in the caller's transaction; returns the new entries."""
+    ordered = sorted(events, key=lambda e: e.occurred_at)
+    pending = [(e, c) for e in ordered if e.kind != "email" for c in account.rule_set.charges(e)]
+    emails = [e for e in ordered if e.kind == "email"]
+    if not pending and not emails:
+        return []
+    bucket_keys = {
+        (b.scope_period, total_key(b.name, _unit(account, c)))
+        for e, c in pending
+        for b in account.buckets(e.occurred_at, _unit(account, c))
+    } | {
+        (b.scope_period, total_key(b.name, account.rules.unit))
+        for e in emails
+        for b in account.buckets(e.occurred_at)
+    }
+    used = _lock_bucket_totals(session, account.provider, bucket_keys)
+    pending += _email_charges(session, account, emails)
+    done = _already_charged(session, [c.key for _, c in pending])
+    entries: list[dict[str, Any]] = []
+    for event, item in sorted(pending, key=lambda pair: pair[0].occurred_at):
+        if item.key in done:
+            continue
+        done.add(item.key)
+        entries.extend(_allocate(account, event, item, used))
+    insert_ignoring_conflicts(session, LedgerEntry, entries, ["idempotency_key"])
+    _upsert_add(session, _totals(account, entries))
+    return entries
+
+
+def _email_charges(
+    session: Session, account: Account, emails: list[BillableEvent]
+) -> list[tuple[BillableEvent, Charge]]:
+    """Emails: 300 free per month, then 2 emails = 1 unit, from the month's running email count."""
+    charges = []
+    for event in emails:
+        month = account.month(event.occurred_at)
+        row = session.get(UsageTotal, (account.provider, "emails", month, "emails"), with_for_update=True)
+        sent_before = row.units if row else 0
+        units = account.rules.email_units(sent_before, event.quantity)
+        counted = _zero_total(account.provider, "emails", month, "emails")
+        _upsert_add(session, [{**counted, "units": event.quantity, "entries": 1}])
+        note = f"{event.quantity} email(s), {sent_before} sent before this month"
+        charges.append((event, Charge(f"{account.provider}.email", units, event.key, "email", note)))
+    return charges
+
+
+def _allocate(
+    account: Account, event: BillableEvent, item: Charge, used: dict[tuple[str, str], int]
+) -> list[dict[str, Any]]:
+    """Split a charge over the buckets in order; a zero-unit charge is recorded as `free`."""
+    unit = _unit(account, item)
+    base = _entry(account, event, item, unit)
+    if item.units == 0:
+        return [{**base, "bucket": "free", "units": 0, "amount": Decimal(0)}]
+    entries: list[dict[str, Any]] = []
+    left = item.units
+    for bucket in account.buckets(event.occurred_at, unit):
+        slot = (bucket.scope_period, total_key(bucket.name, unit))
+        take = min(left, bucket.limit - used.get(slot, 0))
+        if take <= 0:
+            continue
+        used[slot] = used.get(slot, 0) + take
+        amount = None if bucket.unit_price is None else bucket.unit_price * take
+        # A charge split over two buckets becomes two entries; the second key names its bucket.
+        key = base["idempotency_key"] + (f":{bucket.name}" if entries else "")
+        entries.append(
+            {**base, "idempotency_key": key, "bucket": bucket.name, "units": take, "amount": amount}
+        )
+        left -= take
+        if not left:
+            break
+    return entries
+
+
+def _entry(account: Account, event: BillableEvent, item: Charge, unit: str) -> dict[str, Any]:
+    return {
+        "provider": account.provider,
+        "rule_set": account.rule_set.name,
+        "rule": item.rule,
+        "event_kind": item.event_kind,
+        "unit": unit,
+        "currency": account.rules.currency,
+        "shipment_id": event.shipment_id,
+        "idempotency_key": item.key,
+        "occurred_at": event.occurred_at,
+        "month": account.month(event.occurred_at),
+        "plan_period": account.plan_period(event.occurred_at, unit),
+        "note": item.note or None,
+    }
+
+
+def _totals(account: Account, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The running totals these entries add to, one row per total."""
+    totals: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+    def add(scope: str, period: str, key: str, entry: dict[str, Any]) -> None:
+        row = totals.setdefault((scope, period, key), _zero_total(account.provider, scope, period, key))
+        row["units"] += entry["units"]
+        row["entries"] += 1
+        if entry["amount"] is None:
+            row["unpriced_units"] += entry["units"]
+        else:
+            row["amount"] += entry["amount"]
+
+    for entry in entries:
+        bucket_period = entry["month"] if entry["bucket"] == "monthly_free" else entry["plan_period"]
+        add("bucket", bucket_period, total_key(entry["bucket"], entry["unit"]), entry)
+        add("month", entry["month"], entry["unit"], entry)
+        add("day", periods.local_date(entry["occurred_at"], account.tz).isoformat(), entry["unit"], entry)
+        add("rule", entry["month"], entry["rule"], entry)
+    return list(totals.values())
