@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     # An operation claimed but not finished within this time is considered abandoned.
     operation_lease_seconds: float = 120.0
     operation_max_attempts: int = 20
+    # One flush task sends for at most this long, then re-queues itself: a worker slot is never
+    # held for minutes by the 3 requests/s limit.
+    flush_max_seconds: float = 20.0
     # A tracked shipment silent this long gets a (free) gettrackinfo: 17TRACK pushes every 3–12 h.
     sync_silent_hours: float = 24.0
     sync_interval_seconds: float = 900.0

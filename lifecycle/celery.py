@@ -6,10 +6,15 @@ from typing import Any
 
 from celery import Celery, Task
 from flask import Flask, has_app_context
+from kombu import Queue
 
 from config.settings import Settings
 
 QUEUE = "lifecycle"
+# Inbox draining, provider calls and housekeeping wait in separate queues, so a flood of drain
+# signals never delays a sweep, and a long rate-limited flush never hides work from the drainers.
+QUEUES = (QUEUE, "inbox", "provider")
+ROUTES = {"lifecycle.inbox.drain": {"queue": "inbox"}, "lifecycle.operations.flush": {"queue": "provider"}}
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -23,6 +28,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         "worker_prefetch_multiplier": 1,
         "task_default_queue": QUEUE,
+        "task_queues": [Queue(name) for name in QUEUES],
+        "task_routes": ROUTES,
         "broker_connection_retry_on_startup": True,
         "worker_hijack_root_logger": False,
         "beat_schedule": {

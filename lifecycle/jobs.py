@@ -10,6 +10,7 @@ from lifecycle import runtime
 from lifecycle.accounting import service as accountant
 from lifecycle.extensions import db
 from lifecycle.inbox import service as inbox
+from lifecycle.locks import singleton
 from lifecycle.operations import service as operations
 from lifecycle.operations.sender import Sender
 
@@ -17,10 +18,20 @@ log = logging.getLogger(__name__)
 
 
 def drain_inbox() -> dict[str, Any]:
-    """Apply every pending inbox row, then signal the operation sender if work was created."""
-    report = inbox.drain(db.new_session, runtime.settings().inbox_batch_size, charger=_cycle_charger())
-    if report.operations_created:
-        runtime.signal(runtime.FLUSH_OPERATIONS)
+    """Apply every pending inbox row; the operation sender is signalled as soon as work appears."""
+    signalled = False
+
+    def operations_created() -> None:
+        nonlocal signalled
+        if not signalled:
+            signalled = runtime.signal(runtime.FLUSH_OPERATIONS)
+
+    report = inbox.drain(
+        db.new_session,
+        runtime.settings().inbox_batch_size,
+        charger=_cycle_charger(),
+        on_operations=operations_created,
+    )
     if report.batches:
         log.info("inbox drained: %s", report.outcomes)
     return asdict(report)
@@ -36,19 +47,25 @@ def _cycle_charger():  # type: ignore[no-untyped-def]
 
 
 def flush_operations() -> dict[str, Any]:
-    """Send every due outbox operation to its provider."""
+    """Send due outbox operations; one sender at a time, for at most FLUSH_MAX_SECONDS per task."""
     config = runtime.settings()
-    sender = Sender(
-        db.new_session,
-        runtime.client17(),
-        batch_size=config.seventeentrack_batch_size,
-        max_attempts=config.operation_max_attempts,
-        account=runtime.account("17track"),
-        thresholds=tuple(config.alert_thresholds),
-    )
-    report = sender.flush()
+    lease = config.flush_max_seconds + config.seventeentrack_timeout_seconds * 3
+    with singleton("flush-operations", config.shared_limiter_url, config.var_dir / "locks", lease) as mine:
+        if not mine:
+            return {"skipped": "another worker is sending"}
+        sender = Sender(
+            db.new_session,
+            runtime.client17(),
+            batch_size=config.seventeentrack_batch_size,
+            max_attempts=config.operation_max_attempts,
+            account=runtime.account("17track"),
+            thresholds=tuple(config.alert_thresholds),
+        )
+        report = sender.flush(max_seconds=config.flush_max_seconds)
     if report.calls:
         log.info("operations sent: %s", report)
+    if report.more:
+        runtime.signal(runtime.FLUSH_OPERATIONS)
     if report.pulled:
         # gettrackinfo answers went into the inbox: let the workers apply them now.
         runtime.signal(runtime.DRAIN_INBOX)

@@ -35,7 +35,7 @@ def in_transit(number: str, hours: float = 10, carrier: int = 3011) -> dict[str,
     return pushes.tracking_updated(number, carrier, "InTransit", "InTransit_PickedUp", at(hours))
 
 
-def wait_for(condition: Callable[[], Any], timeout: float = 30, interval: float = 0.1) -> Any:
+def wait_for(condition: Callable[[], Any], timeout: float = 60, interval: float = 0.1) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()

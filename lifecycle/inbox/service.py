@@ -49,14 +49,21 @@ def drain(
     batch_size: int,
     max_batches: int = 10_000,
     charger: Charger | None = None,
+    on_operations: Callable[[], object] = lambda: None,
 ) -> DrainReport:
-    """Process pending inbox rows batch after batch until none is left (or max_batches)."""
+    """Process pending inbox rows batch after batch until none is left (or max_batches).
+
+    `on_operations` is called after each committed batch that queued provider operations, so
+    stoptracks go out while a long stream of pushes is still being drained.
+    """
     report = DrainReport()
     for _ in range(max_batches):
         outcomes, operations = _process_batch_with_retry(session_factory, batch_size, charger)
         if not outcomes:
             break
         report.add(outcomes, operations)
+        if operations:
+            on_operations()
     return report
 
 

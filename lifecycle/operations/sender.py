@@ -6,6 +6,7 @@ operation whose worker dies in between is given back by the sweeper after its le
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,7 @@ class FlushReport:
     held: int = 0
     # Answers written to the inbox (gettrackinfo), to be applied by the inbox workers.
     pulled: int = 0
+    more: bool = False
     paused: dict[str, Any] = field(default_factory=dict)
 
 
@@ -50,10 +52,16 @@ class Sender:
     thresholds: tuple[int, ...] = ()
     report: FlushReport = field(default_factory=FlushReport)
 
-    def flush(self) -> FlushReport:
-        """Send every due operation, one call per kind per round, until none is left."""
+    def flush(self, max_seconds: float | None = None) -> FlushReport:
+        """Send due operations, one call per kind per round, until none is left or time is up.
+
+        `report.more` says whether work was left when time ran out (the caller signals again).
+        """
+        deadline = None if max_seconds is None else time.monotonic() + max_seconds
         while any([self._send_one_batch(kind) for kind in KINDS.values()]):
-            pass
+            if deadline is not None and time.monotonic() > deadline:
+                self.report.more = True
+                break
         return self.report
 
     def _send_one_batch(self, kind: Kind) -> bool:
