@@ -7,6 +7,7 @@ from dataclasses import asdict
 from typing import Any
 
 from lifecycle import runtime
+from lifecycle.accounting import alerts
 from lifecycle.accounting import service as accountant
 from lifecycle.extensions import db
 from lifecycle.inbox import service as inbox
@@ -79,11 +80,18 @@ def sweep() -> dict[str, Any]:
         released = operations.release_abandoned(session, config.operation_lease_seconds)
         stuck_rows = inbox.pending_older_than(session, config.sweep_pending_after_seconds)
         ready_operations = operations.count_ready(session)
+    with db.new_session() as session, session.begin():
+        alerts_sent = alerts.deliver(session, config.alert_webhook_url)
     if stuck_rows:
         runtime.signal(runtime.DRAIN_INBOX)
     if ready_operations:
         runtime.signal(runtime.FLUSH_OPERATIONS)
-    return {"released_operations": released, "pending_rows": stuck_rows, "ready_operations": ready_operations}
+    return {
+        "released_operations": released,
+        "pending_rows": stuck_rows,
+        "ready_operations": ready_operations,
+        "alerts_sent": alerts_sent,
+    }
 
 
 def sync_silent() -> dict[str, Any]:

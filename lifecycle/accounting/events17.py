@@ -6,6 +6,8 @@ a language decides between a charged `lang_set` and a free `lang_change`.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from lifecycle.accounting.rules import BillableEvent
 from lifecycle.db import utcnow
 from lifecycle.operations.kinds17 import QUOTA_ERRORS
@@ -56,11 +58,12 @@ def _register(op: Operation, item: dict, code: int | None, generation: int) -> l
     return [_event("register", key, op, lang=op.payload.get("lang"))]
 
 
-def update_cycle(shipment: Shipment, dedupe_key: str, tracked: bool) -> BillableEvent:
-    """One status update cycle (a push that moved the shipment), for the per-cycle rule set."""
-    key = (
-        f"17track:cycle:{shipment.number}:{shipment.carrier}:{shipment.registration_generation}:{dedupe_key}"
-    )
-    return BillableEvent(
-        PROVIDER, "update_cycle", key, utcnow(), shipment_id=shipment.id, attrs={"tracking": tracked}
-    )
+def update_cycle(shipment: Shipment, dedupe_key: str, tracked: bool, received_at: datetime) -> BillableEvent:
+    """One status update cycle (a push that moved the shipment), for the per-cycle rule set.
+
+    Dated by the push's arrival, so replaying the inbox charges it in the same month and bucket.
+    """
+    generation = shipment.registration_generation
+    key = f"17track:cycle:{shipment.number}:{shipment.carrier}:{generation}:{dedupe_key}"
+    attrs = {"tracking": tracked}
+    return BillableEvent(PROVIDER, "update_cycle", key, received_at, shipment_id=shipment.id, attrs=attrs)

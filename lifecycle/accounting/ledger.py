@@ -156,8 +156,9 @@ def charge(session: Session, account: Account, events: Sequence[BillableEvent]) 
         for b in account.buckets(e.occurred_at)
     }
     used = _lock_bucket_totals(session, account.provider, bucket_keys)
-    pending += _email_charges(session, account, emails)
-    done = _already_charged(session, [c.key for _, c in pending])
+    done = _already_charged(session, [c.key for _, c in pending] + [e.key for e in emails])
+    # An email batch already charged must not count towards the month's emails a second time.
+    pending += _email_charges(session, account, [e for e in emails if e.key not in done])
     entries: list[dict[str, Any]] = []
     for event, item in sorted(pending, key=lambda pair: pair[0].occurred_at):
         if item.key in done:
@@ -173,15 +174,21 @@ def _email_charges(
     session: Session, account: Account, emails: list[BillableEvent]
 ) -> list[tuple[BillableEvent, Charge]]:
     """Emails: 300 free per month, then 2 emails = 1 unit, from the month's running email count."""
+    sent: dict[str, int] = {}
     charges = []
     for event in emails:
         month = account.month(event.occurred_at)
-        row = session.get(UsageTotal, (account.provider, "emails", month, "emails"), with_for_update=True)
-        sent_before = row.units if row else 0
-        units = account.rules.email_units(sent_before, event.quantity)
+        if month not in sent:
+            stmt = select(UsageTotal.units).where(
+                UsageTotal.provider == account.provider, UsageTotal.scope == "emails",
+                UsageTotal.period == month, UsageTotal.key == "emails",
+            ).with_for_update()  # fmt: skip
+            sent[month] = session.scalar(stmt) or 0
+        units = account.rules.email_units(sent[month], event.quantity)
+        note = f"{event.quantity} email(s), {sent[month]} sent before this month"
+        sent[month] += event.quantity
         counted = _zero_total(account.provider, "emails", month, "emails")
         _upsert_add(session, [{**counted, "units": event.quantity, "entries": 1}])
-        note = f"{event.quantity} email(s), {sent_before} sent before this month"
         charges.append((event, Charge(f"{account.provider}.email", units, event.key, "email", note)))
     return charges
 
@@ -224,6 +231,9 @@ def _entry(account: Account, event: BillableEvent, item: Charge, unit: str) -> d
         "currency": account.rules.currency,
         "shipment_id": event.shipment_id,
         "idempotency_key": item.key,
+        "event_key": event.key,
+        "event_attrs": dict(event.attrs),
+        "quantity": event.quantity,
         "occurred_at": event.occurred_at,
         "month": account.month(event.occurred_at),
         "plan_period": account.plan_period(event.occurred_at, unit),

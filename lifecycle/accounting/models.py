@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, Numeric, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, Integer, Numeric, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from lifecycle.db import Base, BigId, UTCDateTime, utcnow
@@ -37,6 +38,10 @@ class LedgerEntry(Base):
         ForeignKey("shipments.id", ondelete="SET NULL"), index=True
     )
     idempotency_key: Mapped[str] = mapped_column(String(240), unique=True)
+    # The business event itself, so `replay` can price the same history under another rule set.
+    event_key: Mapped[str] = mapped_column(String(240), index=True)
+    event_attrs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    quantity: Mapped[int] = mapped_column(Integer, default=1)
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # The billing periods the entry counts in: calendar month (account time zone) and plan period.
     month: Mapped[str] = mapped_column(String(7))

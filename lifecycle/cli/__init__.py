@@ -2,7 +2,7 @@
 
 import click
 
-from lifecycle.cli import data, processes, provider17, simulate
+from lifecycle.cli import accounting, data, processes, provider17, simulate
 
 
 @click.group(help="Shipment lifecycle manager: webhooks in, state out, providers told.")
@@ -10,5 +10,11 @@ def cli() -> None:
     pass
 
 
-for command in (*processes.COMMANDS, *data.COMMANDS, *provider17.COMMANDS, simulate.simulate):
+for command in (
+    *processes.COMMANDS,
+    *data.COMMANDS,
+    *provider17.COMMANDS,
+    *accounting.COMMANDS,
+    simulate.simulate,
+):
     cli.add_command(command)

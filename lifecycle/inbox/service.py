@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -103,7 +103,8 @@ def process_batch(
             pushes.append((row.id, _parse(row)))
         except st.PushError as exc:
             errors[row.id] = str(exc)
-    outcomes, operations = _apply_isolating_poison(session, pushes, errors, charger)
+    received = {row.id: row.received_at for row in rows}
+    outcomes, operations = _apply_isolating_poison(session, pushes, errors, charger, received)
     _mark(session, rows, outcomes, errors)
     return outcomes, operations
 
@@ -115,13 +116,17 @@ def _parse(row: InboxEvent) -> st.Push:
 
 
 def _apply_isolating_poison(
-    session: Session, pushes: list[tuple[int, st.Push]], errors: dict[int, str], charger: Charger | None
+    session: Session,
+    pushes: list[tuple[int, st.Push]],
+    errors: dict[int, str],
+    charger: Charger | None,
+    received: dict[int, datetime],
 ) -> tuple[dict[int, str], int]:
     """Apply the batch in one go; if the database refuses it, retry row by row to find the culprit."""
     outcomes = {row_id: "failed" for row_id in errors}
     try:
         with session.begin_nested():
-            effects = _apply_and_charge(session, pushes, charger)
+            effects = _apply_and_charge(session, pushes, charger, received)
         return outcomes | effects.outcomes, len(effects.operations)
     except Exception as exc:
         if is_retryable(exc):
@@ -131,7 +136,7 @@ def _apply_isolating_poison(
     for row_id, push in pushes:
         try:
             with session.begin_nested():
-                effects = _apply_and_charge(session, [(row_id, push)], charger)
+                effects = _apply_and_charge(session, [(row_id, push)], charger, received)
             outcomes |= effects.outcomes
             created += len(effects.operations)
         except Exception as exc:
@@ -143,9 +148,12 @@ def _apply_isolating_poison(
 
 
 def _apply_and_charge(
-    session: Session, pushes: list[tuple[int, st.Push]], charger: Charger | None
+    session: Session,
+    pushes: list[tuple[int, st.Push]],
+    charger: Charger | None,
+    received: dict[int, datetime],
 ) -> BatchEffects:
-    effects = apply_pushes(session, pushes, collect_cycles=charger is not None)
+    effects = apply_pushes(session, pushes, collect_cycles=charger is not None, received=received)
     if charger is not None and effects.billable:
         charger(session, effects.billable)
     return effects

@@ -38,6 +38,7 @@ class BatchEffects:
     stopped_shipment_ids: list[int] = field(default_factory=list)
     # Filled only when the rule set in force charges status update cycles.
     collect_cycles: bool = False
+    received: dict[int, datetime] = field(default_factory=dict)
     billable: list[BillableEvent] = field(default_factory=list)
 
 
@@ -48,10 +49,13 @@ def dedupe_key(push: st.Push) -> str:
 
 
 def apply_pushes(
-    session: Session, pushes: list[tuple[int, st.Push]], collect_cycles: bool = False
+    session: Session,
+    pushes: list[tuple[int, st.Push]],
+    collect_cycles: bool = False,
+    received: dict[int, datetime] | None = None,
 ) -> BatchEffects:
     """Apply pushes in inbox order; returns each inbox row's outcome (and billable update cycles)."""
-    effects = BatchEffects(collect_cycles=collect_cycles)
+    effects = BatchEffects(collect_cycles=collect_cycles, received=received or {})
     known = [(inbox_id, p) for inbox_id, p in pushes if p.event in KNOWN_EVENTS]
     shipments = _load_or_adopt(session, [push for _, push in known])
     effects.seen_keys = _existing_keys(session, shipments.values(), known)
@@ -173,7 +177,8 @@ def _apply_update(effects: BatchEffects, shipment: Shipment, push: st.Push, inbo
         return "stale"
     if effects.collect_cycles:
         tracked = shipment.tracking in ACTIVE_TRACKING and shipment.status != "delivered"
-        effects.billable.append(events17.update_cycle(shipment, key, tracked))
+        received_at = effects.received.get(inbox_id) or utcnow()
+        effects.billable.append(events17.update_cycle(shipment, key, tracked, received_at))
     shipment.status = to_status
     shipment.sub_status = push.sub_status
     shipment.last_event_at = push.event_time or shipment.last_event_at

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -156,3 +157,17 @@ def lifecycle_action(provider: str, number: str, action: str):  # type: ignore[n
         return jsonify(error="refused", message=str(exc)), 409
     runtime.signal(runtime.FLUSH_OPERATIONS)
     return jsonify(outcome.as_json()), 202
+
+
+@bp.get("/quota")
+@token_required
+def quota():  # type: ignore[no-untyped-def]
+    """The accountant's report, as `manage.py quota --json`."""
+    from lifecycle.accounting.reports import quota_report
+    from lifecycle.db import utcnow
+
+    period = request.args.get("period")
+    if period and not re.fullmatch(r"\d{4}-\d{2}", period):
+        abort(400, "period must be YYYY-MM")
+    with db.new_session() as session:
+        return jsonify(quota_report(session, runtime.accounts(), utcnow(), period))

@@ -2,7 +2,7 @@
 
 Revision ID: 0003
 Revises: 0002
-Create Date: 2026-11-21 20:57:12.571429
+Create Date: 2026-11-21 21:22:33.978569
 """
 
 import sqlalchemy as sa
@@ -60,6 +60,9 @@ def upgrade() -> None:
         sa.Column("currency", sa.String(length=3), nullable=False),
         sa.Column("shipment_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column("idempotency_key", sa.String(length=240), nullable=False),
+        sa.Column("event_key", sa.String(length=240), nullable=False),
+        sa.Column("event_attrs", sa.JSON(), nullable=False),
+        sa.Column("quantity", sa.Integer(), nullable=False),
         sa.Column("occurred_at", lifecycle.db.UTCDateTime(), nullable=False),
         sa.Column("month", sa.String(length=7), nullable=False),
         sa.Column("plan_period", sa.String(length=10), nullable=False),
@@ -77,6 +80,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("idempotency_key", name=op.f("uq_ledger_idempotency_key")),
     )
     with op.batch_alter_table("ledger", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_ledger_event_key"), ["event_key"], unique=False)
         batch_op.create_index("ix_ledger_provider_occurred_at", ["provider", "occurred_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_ledger_shipment_id"), ["shipment_id"], unique=False)
 
@@ -85,6 +89,7 @@ def downgrade() -> None:
     with op.batch_alter_table("ledger", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_ledger_shipment_id"))
         batch_op.drop_index("ix_ledger_provider_occurred_at")
+        batch_op.drop_index(batch_op.f("ix_ledger_event_key"))
 
     op.drop_table("ledger")
     op.drop_table("usage_totals")

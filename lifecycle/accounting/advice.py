@@ -1,0 +1,124 @@
+"""Plan advice (`manage.py plan`): which plan fits the observed volume, and what the service saved."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from lifecycle.accounting.ledger import Account
+from lifecycle.accounting.models import UsageTotal
+from lifecycle.accounting.rules import Plan
+from lifecycle.inbox.models import InboxEvent
+from lifecycle.operations.models import Operation
+from lifecycle.shipments.models import Shipment
+
+# 17TRACK keeps pushing a delivered parcel every 24 h and stops it 15 days after delivery
+# (reference/17track.md §3.3, §5): the cycles auto-stop avoids, per delivered shipment.
+CYCLES_AFTER_DELIVERY = 15
+
+
+def monthly_history(session: Session, account: Account) -> list[tuple[str, int]]:
+    stmt = (
+        select(UsageTotal.period, UsageTotal.units)
+        .where(
+            UsageTotal.provider == account.provider,
+            UsageTotal.scope == "month",
+            UsageTotal.key == account.rules.unit,
+        )  # fmt: skip
+        .order_by(UsageTotal.period)
+    )
+    return [(period, units) for period, units in session.execute(stmt)]
+
+
+def price_year(plan: Plan, months: list[int], free_monthly: int) -> dict[str, Any]:
+    """Replay a year of monthly usage on a plan: free quota first each month, then the plan's pool."""
+    pool = plan.included_units or 0
+    overage = 0
+    exhausted_in = None
+    for index, units in enumerate(months):
+        from_pool = max(0, units - free_monthly)
+        taken = min(pool, from_pool)
+        pool -= taken
+        overage += from_pool - taken
+        if from_pool > taken and exhausted_in is None:
+            exhausted_in = index + 1
+    cost = None
+    if plan.price is not None:
+        cost = plan.price if not overage else (
+            None if plan.overage_unit_price is None else plan.price + overage * plan.overage_unit_price
+        )  # fmt: skip
+    return {
+        "overage_units": overage,
+        "runs_out_in_month": exhausted_in,
+        "cost": None if cost is None else str(cost),
+    }
+
+
+def advise(session: Session, account: Account) -> dict[str, Any]:
+    history = monthly_history(session, account)
+    months = [units for _, units in history]
+    average = Decimal(sum(months)) / len(months) if months else Decimal(0)
+    projected = [int(average.to_integral_value())] * 12
+    actual = (months + [0] * 12)[-12:] if len(months) >= 12 else months + [int(average)] * (12 - len(months))
+    free = account.rules.free_monthly_units
+    plans = []
+    for plan in sorted(account.rules.plans.values(), key=lambda p: p.included_units or 0):
+        plans.append({"plan": plan.name, "included_units": plan.included_units,
+                      "price": None if plan.price is None else str(plan.price),
+                      "average_x12": price_year(plan, projected, free),
+                      "actual_history": price_year(plan, actual, free)})  # fmt: skip
+    fitting = [p for p in plans if p["average_x12"]["overage_units"] == 0 and p["price"] is not None]
+    cheapest = min(fitting, key=lambda p: Decimal(p["price"]), default=None)
+    return {
+        "months_observed": len(months),
+        "average_monthly_units": str(average.quantize(Decimal("0.1"))),
+        "annual_need": int(average * 12),
+        "plans": plans,
+        "cheapest": cheapest["plan"] if cheapest else None,
+        "why": _why(cheapest, average, free),
+        "savings": savings(session, account),
+    }
+
+
+def _why(cheapest: dict[str, Any] | None, average: Decimal, free: int) -> str:
+    if cheapest is None:
+        return "no plan with a known price covers the observed volume; overage prices are unknown"
+    return (f"{cheapest['plan']} is the cheapest plan whose quota plus {free} free units a month covers "
+            f"{average.quantize(Decimal('0.1'))} units a month for 12 months")  # fmt: skip
+
+
+def savings(session: Session, account: Account) -> dict[str, Any]:
+    """What deduplication, batching and auto-stop saved, under each rule set (honestly: official is 0)."""
+    duplicates = session.scalar(select(func.count()).where(InboxEvent.outcome == "duplicate")) or 0
+    stopped = (
+        session.scalar(
+            select(func.count()).where(
+                Shipment.provider == account.provider,
+                Shipment.status == "delivered",
+                Shipment.tracking == "stopped",
+            )  # fmt: skip
+        )
+        or 0
+    )
+    sent = session.execute(
+        select(Operation.kind, func.count())
+        .where(Operation.provider == account.provider, Operation.status == "done")
+        .group_by(Operation.kind)  # fmt: skip
+    ).all()
+    numbers = sum(n for _, n in sent)
+    return {
+        "duplicate_pushes_ignored": duplicates,
+        "auto_stopped_after_delivery": stopped,
+        "provider_calls_saved_by_batching": max(0, numbers - -(-numbers // 40)),
+        "quota_saved": {
+            "17track-official": {"units": 0, "why": "17TRACK does not charge continuous tracking or pushes"},
+            "17track-per-cycle": {
+                "units": stopped * CYCLES_AFTER_DELIVERY + duplicates,
+                "why": f"{stopped} stopped × {CYCLES_AFTER_DELIVERY} daily cycles until 17TRACK's own stop "
+                f"(estimate), plus {duplicates} duplicate pushes not counted as cycles",
+            },
+        },
+    }

@@ -1,0 +1,219 @@
+"""The accountant's report (`manage.py quota`, `GET /api/quota`), read from running totals.
+
+Every figure comes from `usage_totals` (a few dozen rows) or small indexed counts, never from a
+scan of the ledger, so the report costs the same at a thousand entries or a million.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from lifecycle.accounting import periods
+from lifecycle.accounting.ledger import Account, total_key
+from lifecycle.accounting.models import BudgetAlert, UsageTotal
+from lifecycle.operations.models import ServiceState
+from lifecycle.shipments.models import Shipment
+
+DAYS_PER_MONTH = Decimal(365) / 12
+
+
+def _money(amount: Decimal | None) -> str | None:
+    return None if amount is None else format(amount.normalize(), "f")
+
+
+def _total(session: Session, provider: str, scope: str, period: str, key: str) -> UsageTotal | None:
+    return session.get(UsageTotal, (provider, scope, period, key))
+
+
+def _units(row: UsageTotal | None) -> int:
+    return row.units if row else 0
+
+
+def _daily_units(session: Session, account: Account, today: date, days: int) -> int:
+    first = (today - timedelta(days=days - 1)).isoformat()
+    stmt = select(func.coalesce(func.sum(UsageTotal.units), 0)).where(
+        UsageTotal.provider == account.provider,
+        UsageTotal.scope == "day",
+        UsageTotal.key == account.rules.unit,
+        UsageTotal.period >= first,
+        UsageTotal.period <= today.isoformat(),
+    )
+    return int(session.scalar(stmt) or 0)
+
+
+def provider_report(
+    session: Session, account: Account, now: datetime, month: str | None = None
+) -> dict[str, Any]:
+    """One provider's usage: buckets, burn rate, forecast, cost, drivers, alerts, drift."""
+    unit = account.rules.unit
+    when = _instant_in(month, account, now)
+    month = account.month(when)
+    buckets = [_bucket_report(session, account, b, unit) for b in account.buckets(when, unit)]
+    month_row = _total(session, account.provider, "month", month, unit)
+    remaining = sum(b["remaining"] for b in buckets if b["remaining"] is not None)
+    today = periods.local_date(now, account.tz)
+    burn = {f"{d}d": _rate(_daily_units(session, account, today, d), d) for d in (7, 30)}
+    plan = account.plan_for(unit)
+    return {
+        "unit": unit,
+        "rule_set": account.rule_set.name,
+        "plan": _plan_json(account, when),
+        "period": month,
+        "used": _units(month_row),
+        "remaining": remaining,
+        "buckets": buckets,
+        "burn_rate_per_day": {k: str(v) for k, v in burn.items()},
+        "forecast_exhausted_on": _forecast(account, buckets, burn["30d"], today),
+        "cost": _cost(session, account, when, month_row),
+        "cost_per_delivered_shipment": _cost_per_delivered(session, account, when),
+        "top_cost_drivers": _drivers(session, account, month),
+        "alerts": _alerts(session, account, when),
+        "drift": _drift(session, account),
+        "currency": account.rules.currency,
+        "plan_price_known": bool(plan and plan.price is not None),
+    }
+
+
+def _instant_in(month: str | None, account: Account, now: datetime) -> datetime:
+    if not month or month == account.month(now):
+        return now
+    year, number = (int(part) for part in month.split("-"))
+    return datetime(year, number, 15, tzinfo=account.tz)
+
+
+def _bucket_report(session: Session, account: Account, bucket: Any, unit: str) -> dict[str, Any]:
+    row = _total(session, account.provider, "bucket", bucket.scope_period, total_key(bucket.name, unit))
+    limited = bucket.name != "overage"
+    used = _units(row)
+    return {
+        "bucket": bucket.name,
+        "period": bucket.scope_period,
+        "limit": bucket.limit if limited else None,
+        "used": used,
+        "remaining": max(0, bucket.limit - used) if limited else None,
+        "amount": _money(row.amount) if row else "0",
+        "unpriced_units": row.unpriced_units if row else 0,
+        "unit_price": "unknown" if bucket.unit_price is None else _money(bucket.unit_price),
+    }
+
+
+def _plan_json(account: Account, when: datetime) -> dict[str, Any] | None:
+    plan = account.plan_for("")
+    if plan is None:
+        return None
+    start = periods.plan_period_start(when, account.tz, account.plan_start, plan.period)
+    return {
+        "name": plan.name,
+        "included_units": plan.included_units,
+        "price": _money(plan.price) if plan.price is not None else "unknown",
+        "period_start": start.isoformat(),
+        "period_end": (periods.plan_period_end(start, plan.period) - timedelta(days=1)).isoformat(),
+    }
+
+
+def _rate(units: int, days: int) -> Decimal:
+    return (Decimal(units) / days).quantize(Decimal("0.01"))
+
+
+def _forecast(account: Account, buckets: list[dict[str, Any]], per_day: Decimal, today: date) -> str | None:
+    """When the plan's quota runs out at the 30-day burn rate, after each month's free quota."""
+    plan_bucket = next((b for b in buckets if b["bucket"] in ("plan", "included")), None)
+    if plan_bucket is None:
+        return None
+    free_per_day = Decimal(account.rules.free_monthly_units) / DAYS_PER_MONTH
+    net = per_day - free_per_day
+    if plan_bucket["remaining"] == 0 and per_day > 0:
+        return today.isoformat()
+    if net <= 0:
+        return None  # the monthly free quota covers the current burn
+    return (today + timedelta(days=int(plan_bucket["remaining"] / net))).isoformat()
+
+
+def _cost(session: Session, account: Account, when: datetime, month_row: UsageTotal | None) -> dict[str, Any]:
+    plan_period = account.plan_period(when)
+    period_rows = [
+        _total(session, account.provider, "bucket", plan_period, total_key(name, account.rules.unit))
+        for name in ("plan", "included", "overage")
+    ]
+    unpriced = sum(r.unpriced_units for r in period_rows if r)
+    return {
+        "month": _money(month_row.amount) if month_row else "0",
+        "plan_period": _money(sum((r.amount for r in period_rows if r), Decimal(0))),
+        "unpriced_units": unpriced,
+        "note": f"{unpriced} unit(s) at an unknown price are not in these sums" if unpriced else None,
+    }
+
+
+def _cost_per_delivered(session: Session, account: Account, when: datetime) -> dict[str, Any] | None:
+    delivered = session.scalar(
+        select(func.count()).where(Shipment.provider == account.provider, Shipment.status == "delivered")
+    )
+    if not delivered:
+        return None
+    units = sum(
+        _units(_total(session, account.provider, "bucket", period, total_key(name, account.rules.unit)))
+        for name, period in (
+            ("monthly_free", account.month(when)),
+            ("plan", account.plan_period(when)),
+            ("overage", account.plan_period(when)),
+        )
+    )
+    cost = _cost(session, account, when, None)["plan_period"]
+    return {
+        "units": str((Decimal(units) / delivered).quantize(Decimal("0.01"))),
+        "money": str((Decimal(cost) / delivered).quantize(Decimal("0.0001"))),
+        "delivered": delivered,
+    }
+
+
+def _drivers(session: Session, account: Account, month: str) -> list[dict[str, Any]]:
+    stmt = (
+        select(UsageTotal)
+        .where(
+            UsageTotal.provider == account.provider, UsageTotal.scope == "rule", UsageTotal.period == month
+        )
+        .order_by(UsageTotal.units.desc(), UsageTotal.entries.desc())
+        .limit(5)
+    )
+    return [
+        {"rule": r.key, "units": r.units, "events": r.entries, "amount": _money(r.amount)}
+        for r in session.scalars(stmt)
+    ]
+
+
+def _alerts(session: Session, account: Account, when: datetime) -> list[dict[str, Any]]:
+    stmt = select(BudgetAlert).where(
+        BudgetAlert.provider == account.provider, BudgetAlert.plan_period == account.plan_period(when)
+    )
+    return [
+        {
+            "threshold": a.threshold,
+            "message": a.message,
+            "crossed_at": a.crossed_at.isoformat(),
+            "delivered": a.delivered_at is not None,
+        }  # fmt: skip
+        for a in session.scalars(stmt.order_by(BudgetAlert.threshold))
+    ]
+
+
+def _drift(session: Session, account: Account) -> dict[str, Any] | None:
+    """Our count against the provider's own (17TRACK getquota), with what explains a gap."""
+    snapshot = session.get(ServiceState, f"getquota:{account.provider}")
+    if snapshot is None:
+        return None
+    return dict(snapshot.value)
+
+
+def quota_report(
+    session: Session, accounts: dict[str, Account], now: datetime, month: str | None = None
+) -> dict:
+    return {
+        "providers": {
+            name: provider_report(session, account, now, month) for name, account in accounts.items()
+        }
+    }
