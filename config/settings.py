@@ -17,8 +17,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 VAR_DIR = PROJECT_ROOT / "var"
 
-Plan17 = Literal["free", "basic", "advanced", "pro", "flagship"]
-
 
 class Settings(BaseSettings):
     """The service's configuration; names match DESIGN.md's public interface."""
@@ -36,7 +34,8 @@ class Settings(BaseSettings):
 
     seventeentrack_api_key: SecretStr = SecretStr("")
     seventeentrack_api_url: str = "https://api.17track.net/track/v2.2"
-    seventeentrack_plan: Plan17 = "free"
+    # free | basic | advanced | pro | flagship: checked at start against config/quota_rules/17track.toml.
+    seventeentrack_plan: str = "free"
     # The plan year starts here (default: 1 January); the rule set names a file section in quota_rules.
     seventeentrack_plan_start: date | None = None
     seventeentrack_rules: str = "17track-official"
