@@ -44,9 +44,19 @@ class Settings(BaseSettings):
     seventeentrack_timeout_seconds: float = 10.0
 
     cargoai_api_key: SecretStr = SecretStr("")
-    cargoai_api_url: str = "https://api.cargoai.co"
+    cargoai_api_url: str = "https://api.cargoai.co/solutions"
+    # e.g. "push-pro" or "push-pro,pull-pro" (one plan per unit), names from quota_rules/cargoai.toml.
     cargoai_plan: str = ""
     cargoai_callback_auth: Literal["hmac", "bearer", "basic", "none"] = "hmac"
+    cargoai_callback_token: SecretStr = SecretStr("")
+    cargoai_callback_user: str = ""
+    cargoai_callback_password: SecretStr = SecretStr("")
+    # push: subscribe and receive callbacks; pull: poll GET /track within the monthly call budget.
+    cargoai_mode: Literal["push", "pull"] = "push"
+    cargoai_pull_calls_per_month: int = Field(10, ge=0)
+    # Subscriptions last 3 weeks; renewing one is billed again, so it is the operator's choice.
+    cargoai_renew_subscriptions: bool = False
+    cargoai_rate_per_second: int = Field(5, ge=1)
     cargoai_plan_start: date | None = None
     cargoai_rules: str = ""
     # Calendar months of the free quota are cut in this zone (17TRACK: "reset on the 1st").

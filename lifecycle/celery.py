@@ -38,6 +38,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "task": "lifecycle.shipments.sync_silent",
                 "schedule": settings.sync_interval_seconds,
             },
+            "cargoai-poll": {"task": "lifecycle.cargoai.poll", "schedule": 3600.0},
+            "cargoai-renew": {"task": "lifecycle.cargoai.renew", "schedule": 3600.0},
         },
         "beat_schedule_filename": str(settings.var_dir / "celerybeat-schedule"),
         "include": ["workers.tasks"],

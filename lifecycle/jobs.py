@@ -14,6 +14,8 @@ from lifecycle.inbox import service as inbox
 from lifecycle.locks import singleton
 from lifecycle.operations import service as operations
 from lifecycle.operations.sender import Sender
+from lifecycle.operations.sender_cargoai import CargoAiSender
+from lifecycle.shipments import cargoai_subscriptions, pull
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,10 @@ def flush_operations() -> dict[str, Any]:
             thresholds=tuple(config.alert_thresholds),
         )
         report = sender.flush(max_seconds=config.flush_max_seconds)
+        cargo = _cargoai_sender(config).flush(max_seconds=config.flush_max_seconds)
+        report.more = report.more or bool(cargo["calls"] and _cargoai_pending())
+    if cargo["calls"]:
+        log.info("CargoAi operations sent: %s", cargo)
     if report.calls:
         log.info("operations sent: %s", report)
     if report.more:
@@ -71,6 +77,47 @@ def flush_operations() -> dict[str, Any]:
         # gettrackinfo answers went into the inbox: let the workers apply them now.
         runtime.signal(runtime.DRAIN_INBOX)
     return asdict(report)
+
+
+def _cargoai_sender(config):  # type: ignore[no-untyped-def]
+    return CargoAiSender(
+        db.new_session,
+        runtime.cargoai_client(),
+        callback_url=f"{config.public_base_url}/webhooks/cargoai",
+        account=runtime.account("cargoai"),
+        thresholds=tuple(config.alert_thresholds),
+        max_attempts=config.operation_max_attempts,
+    )
+
+
+def _cargoai_pending() -> bool:
+    with db.new_session() as session:
+        return operations.count_ready(session, provider="cargoai") > 0
+
+
+def cargoai_poll() -> dict[str, Any]:
+    """Pull mode: poll due AWBs within the month's call budget, then apply what came back."""
+    config = runtime.settings()
+    report = pull.poll_due(
+        db.new_session,
+        runtime.cargoai_client(),
+        runtime.account("cargoai"),
+        config.cargoai_pull_calls_per_month,
+    )
+    if report["polled"]:
+        runtime.signal(runtime.DRAIN_INBOX)
+    return report
+
+
+def cargoai_renew() -> dict[str, Any]:
+    """Renew subscriptions about to lapse (if CARGOAI_RENEW_SUBSCRIPTIONS), expire the others."""
+    with db.new_session() as session, session.begin():
+        report = cargoai_subscriptions.renew_or_expire(
+            session, runtime.settings().cargoai_renew_subscriptions
+        )
+    if report["renewed"]:
+        runtime.signal(runtime.FLUSH_OPERATIONS)
+    return report
 
 
 def sweep() -> dict[str, Any]:

@@ -12,6 +12,7 @@ from lifecycle.celery import send_signal
 from lifecycle.extensions import db
 from lifecycle.inbox.writer import InboxWriter
 from lifecycle.providers.client17 import SeventeenTrackClient
+from lifecycle.providers.client_cargoai import CargoAiClient
 from lifecycle.ratelimit import make_limiter
 from lifecycle.signals import Nudger
 
@@ -73,3 +74,18 @@ def signal(task_name: str) -> bool:
         current_app.logger.warning("broker unreachable; %s left to the sweeper", task_name)
         return False
     return True
+
+
+def cargoai_client() -> CargoAiClient:
+    client = current_app.extensions.get("client_cargoai")
+    if client is None:
+        config = settings()
+        limiter = make_limiter(config.shared_limiter_url, config.var_dir, config.cargoai_rate_per_second, 1.0)
+        client = CargoAiClient(
+            config.cargoai_api_url,
+            config.cargoai_api_key.get_secret_value(),
+            limiter,
+            config.seventeentrack_timeout_seconds * 3,  # CargoAi answers in 1 s to 30 s (awb.md §1.2)
+        )
+        current_app.extensions["client_cargoai"] = client
+    return client

@@ -23,3 +23,13 @@ def sweep() -> dict:
 @shared_task(name="lifecycle.shipments.sync_silent")
 def sync_silent() -> dict:
     return jobs.sync_silent()
+
+
+@shared_task(name="lifecycle.cargoai.poll")
+def cargoai_poll() -> dict:
+    return jobs.cargoai_poll()
+
+
+@shared_task(name="lifecycle.cargoai.renew")
+def cargoai_renew() -> dict:
+    return jobs.cargoai_renew()

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -14,8 +15,10 @@ from sqlalchemy.orm import Session
 from lifecycle.accounting.rules import BillableEvent
 from lifecycle.db import utcnow
 from lifecycle.inbox.models import FAILED, PENDING, PROCESSED, InboxEvent
+from lifecycle.providers import cargoai
 from lifecycle.providers import seventeentrack as st
 from lifecycle.shipments.apply import BatchEffects, apply_pushes
+from lifecycle.shipments.apply_cargoai import apply_callbacks
 from lifecycle.sqlutil import is_retryable
 
 log = logging.getLogger(__name__)
@@ -97,46 +100,55 @@ def process_batch(
     if not rows:
         return {}, 0
     errors: dict[int, str] = {}
-    pushes: list[tuple[int, st.Push]] = []
+    by_provider: dict[str, list[tuple[int, Any]]] = {st.PROVIDER: [], cargoai.PROVIDER: []}
     for row in rows:
         try:
-            pushes.append((row.id, _parse(row)))
-        except st.PushError as exc:
+            by_provider[row.provider].append((row.id, _PARSERS[row.provider](row.body)))
+        except KeyError:
+            errors[row.id] = f"no processor for provider {row.provider!r}"
+        except (st.PushError, cargoai.CallbackError) as exc:
             errors[row.id] = str(exc)
     received = {row.id: row.received_at for row in rows}
-    outcomes, operations = _apply_isolating_poison(session, pushes, errors, charger, received)
+    appliers: dict[str, Applier] = {
+        st.PROVIDER: lambda s, items: _apply_and_charge(s, items, charger, received),
+        cargoai.PROVIDER: apply_callbacks,
+    }
+    outcomes: dict[int, str] = {row_id: "failed" for row_id in errors}
+    operations = 0
+    for provider, items in by_provider.items():
+        if items:
+            applied, created = _apply_isolating_poison(session, items, errors, appliers[provider])
+            outcomes |= applied
+            operations += created
     _mark(session, rows, outcomes, errors)
     return outcomes, operations
 
 
-def _parse(row: InboxEvent) -> st.Push:
-    if row.provider != st.PROVIDER:
-        raise st.PushError(f"no processor for provider {row.provider!r}")
-    return st.parse_push(row.body)
+_PARSERS: dict[str, Callable[[bytes], Any]] = {
+    st.PROVIDER: st.parse_push,
+    cargoai.PROVIDER: cargoai.parse_callback,
+}
+Applier = Callable[[Session, list[tuple[int, Any]]], BatchEffects]
 
 
 def _apply_isolating_poison(
-    session: Session,
-    pushes: list[tuple[int, st.Push]],
-    errors: dict[int, str],
-    charger: Charger | None,
-    received: dict[int, datetime],
+    session: Session, items: list[tuple[int, Any]], errors: dict[int, str], apply: Applier
 ) -> tuple[dict[int, str], int]:
     """Apply the batch in one go; if the database refuses it, retry row by row to find the culprit."""
-    outcomes = {row_id: "failed" for row_id in errors}
     try:
         with session.begin_nested():
-            effects = _apply_and_charge(session, pushes, charger, received)
-        return outcomes | effects.outcomes, len(effects.operations)
+            effects = apply(session, items)
+        return effects.outcomes, len(effects.operations)
     except Exception as exc:
         if is_retryable(exc):
             raise
-        log.warning("batch of %d failed (%s); applying row by row", len(pushes), exc)
+        log.warning("batch of %d failed (%s); applying row by row", len(items), exc)
+    outcomes: dict[int, str] = {}
     created = 0
-    for row_id, push in pushes:
+    for row_id, item in items:
         try:
             with session.begin_nested():
-                effects = _apply_and_charge(session, [(row_id, push)], charger, received)
+                effects = apply(session, [(row_id, item)])
             outcomes |= effects.outcomes
             created += len(effects.operations)
         except Exception as exc:

@@ -125,6 +125,9 @@ def release_abandoned(session: Session, lease_seconds: float) -> int:
     return result.rowcount or 0
 
 
-def count_ready(session: Session) -> int:
+def count_ready(session: Session, provider: str | None = None) -> int:
+    """1 if any operation is due (of this provider), else 0: a cheap existence check."""
     stmt = select(Operation.id).where(Operation.status == PENDING, Operation.next_attempt_at <= utcnow())
+    if provider:
+        stmt = stmt.where(Operation.provider == provider)
     return len(session.scalars(stmt.limit(1)).all())

@@ -92,7 +92,7 @@ def _resolve(shipments: dict[tuple[str, int], Shipment], push: st.Push) -> Shipm
 
 
 def _load_or_adopt(session: Session, pushes: Iterable[st.Push]) -> dict[tuple[str, int], Shipment]:
-    known = _lock_shipments(session, {p.number for p in pushes})
+    known = lock_shipments(session, {p.number for p in pushes})
     numbers_known = {number for number, _ in known}
     missing: dict[tuple[str, int], st.Push] = {}
     for push in pushes:
@@ -109,7 +109,7 @@ def _load_or_adopt(session: Session, pushes: Iterable[st.Push]) -> dict[tuple[st
     now = utcnow()
     rows = [_adopted_row(push, now) for _, push in sorted(missing.items())]
     insert_ignoring_conflicts(session, Shipment, rows, ["provider", "number", "carrier"])
-    return _lock_shipments(session, {number for number, _ in missing} | numbers_known)
+    return lock_shipments(session, {number for number, _ in missing} | numbers_known)
 
 
 def _adopted_row(push: st.Push, now: datetime) -> dict[str, Any]:
@@ -127,11 +127,13 @@ def _adopted_row(push: st.Push, now: datetime) -> dict[str, Any]:
     }
 
 
-def _lock_shipments(session: Session, numbers: set[str]) -> dict[tuple[str, int], Shipment]:
+def lock_shipments(
+    session: Session, numbers: set[str], provider: str = st.PROVIDER
+) -> dict[tuple[str, int], Shipment]:
     # Locking in id order keeps two workers' batches from deadlocking on each other.
     stmt = (
         select(Shipment)
-        .where(Shipment.provider == st.PROVIDER, Shipment.number.in_(sorted(numbers)))
+        .where(Shipment.provider == provider, Shipment.number.in_(sorted(numbers)))
         .order_by(Shipment.id)
         .with_for_update()
     )

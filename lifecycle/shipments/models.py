@@ -43,6 +43,11 @@ class Shipment(Base):
     registered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # CargoAi: "push" (a subscription, 3 weeks) or "pull" (polled within a call budget).
+    tracking_mode: Mapped[str | None] = mapped_column(String(8))
+    subscriptions: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    subscription_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    last_polled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -16,7 +15,9 @@ from sqlalchemy.orm import Session
 from lifecycle.db import utcnow
 from lifecycle.operations.models import Operation
 from lifecycle.operations.service import registration_key
+from lifecycle.shipments import cargoai_subscriptions
 from lifecycle.shipments.models import UNKNOWN_CARRIER, Shipment
+from lifecycle.shipments.requests import Outcome, Registration
 from lifecycle.sqlutil import insert_ignoring_conflicts
 
 PROVIDER = "17track"
@@ -24,25 +25,6 @@ PROVIDER = "17track"
 NUMBER_PATTERN = re.compile(r"^[A-Za-z0-9-]{5,50}$")
 # States in which the number may be registered (again): never sent, refused, or deleted.
 REGISTRABLE = ("deleted", "rejected")
-
-
-@dataclass(frozen=True)
-class Registration:
-    number: str
-    carrier: int | None = None
-    lang: str | None = None
-    tag: str | None = None
-
-
-@dataclass(frozen=True)
-class Outcome:
-    number: str
-    ok: bool
-    message: str
-    carrier: int | None = None
-
-    def as_json(self) -> dict[str, object]:
-        return {"number": self.number, "queued": self.ok, "message": self.message, "carrier": self.carrier}
 
 
 def check_number(raw: str) -> str:
@@ -58,8 +40,29 @@ def check_number(raw: str) -> str:
     return number
 
 
-def register(session: Session, requests: Sequence[Registration]) -> list[Outcome]:
-    """Queue registrations; returns one outcome per request, in order."""
+def register(session: Session, requests: Sequence[Registration], default_mode: str = "push") -> list[Outcome]:
+    """Queue registrations with the right provider; returns one outcome per request, in order."""
+    outcomes: list[Outcome | None] = [None] * len(requests)
+    by_provider: dict[str, list[int]] = {}
+    for index, request in enumerate(requests):
+        by_provider.setdefault(request.target, []).append(index)
+    for provider, indexes in by_provider.items():
+        chosen = [requests[i] for i in indexes]
+        if provider == PROVIDER:
+            results = _register_17track(session, chosen)
+        elif provider == "cargoai":
+            results = cargoai_subscriptions.subscribe(session, chosen, default_mode)
+        else:
+            results = [
+                Outcome(r.number, False, f"unknown provider {provider!r} (17track or cargoai)")
+                for r in chosen
+            ]
+        for index, outcome in zip(indexes, results, strict=True):
+            outcomes[index] = outcome
+    return [o for o in outcomes if o is not None]
+
+
+def _register_17track(session: Session, requests: Sequence[Registration]) -> list[Outcome]:
     outcomes: list[Outcome | None] = [None] * len(requests)
     valid: dict[int, Registration] = {}
     for index, request in enumerate(requests):

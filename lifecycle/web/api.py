@@ -92,7 +92,7 @@ def show_shipment(provider: str, number: str):  # type: ignore[no-untyped-def]
 
 
 def _registrations(body: dict[str, Any]) -> list[Registration]:
-    defaults = {k: body.get(k) for k in ("carrier", "lang", "tag")}
+    defaults = {k: body.get(k) for k in ("carrier", "lang", "tag", "mode", "emails", "airline_code")}
     entries = body.get("shipments") or [{"number": n, **defaults} for n in body.get("numbers") or []]
     if body.get("number"):
         entries = [{"number": body["number"], **defaults}]
@@ -101,14 +101,18 @@ def _registrations(body: dict[str, Any]) -> list[Registration]:
     if len(entries) > MAX_NUMBERS_PER_REQUEST:
         abort(413, f"at most {MAX_NUMBERS_PER_REQUEST} numbers per request; use manage.py import for more")
     try:
-        return [
-            Registration(
-                str(e["number"]), int(e["carrier"]) if e.get("carrier") else None, e.get("lang"), e.get("tag")
-            )
-            for e in entries
-        ]
+        return [_registration(e, body.get("provider")) for e in entries]
     except (KeyError, TypeError, ValueError) as exc:
         abort(400, f"bad shipment entry: {exc}")
+
+
+def _registration(entry: dict[str, Any], provider: str | None) -> Registration:
+    carrier = int(entry["carrier"]) if entry.get("carrier") else None
+    return Registration(
+        str(entry["number"]), carrier, entry.get("lang"), entry.get("tag"),
+        entry.get("provider") or provider, entry.get("mode"), tuple(entry.get("emails") or ()),
+        entry.get("airline_code"),
+    )  # fmt: skip
 
 
 @bp.post("/shipments")
@@ -117,10 +121,10 @@ def register_shipments():  # type: ignore[no-untyped-def]
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         abort(400, "JSON object expected")
-    if body.get("provider") not in (None, "17track"):
-        abort(422, f"provider {body['provider']!r} is not supported yet")
+    if body.get("provider") not in (None, "17track", "cargoai"):
+        abort(422, f"provider {body['provider']!r} is not supported (17track or cargoai)")
     with db.new_session() as session, session.begin():
-        outcomes = register(session, _registrations(body))
+        outcomes = register(session, _registrations(body), default_mode=runtime.settings().cargoai_mode)
     if any(o.ok for o in outcomes):
         runtime.signal(runtime.FLUSH_OPERATIONS)
     return jsonify(results=[o.as_json() for o in outcomes]), 202

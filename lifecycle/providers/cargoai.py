@@ -1,0 +1,142 @@
+"""CargoAi facts: callback authentication, callback parsing and event codes (reference/awb.md §1)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from lifecycle.providers import awb
+
+PROVIDER = "cargoai"
+
+# CargoAi's own codes onto the shared vocabulary; anything else is kept verbatim in sub_status.
+_STATUS = {
+    "BKD": "info_received",
+    "FWB": "info_received",
+    "FOH": "info_received",
+    "PRE": "info_received",
+    "RCS": "in_transit",
+    "MAN": "in_transit",
+    "DEP": "in_transit",
+    "ARR": "in_transit",
+    "RCF": "in_transit",
+    "CLD": "in_transit",
+    "TFD": "in_transit",
+    "RCT": "in_transit",
+    "CLC": "in_transit",
+    "NFD": "available_for_pickup",
+    "AWD": "available_for_pickup",
+    "DIS": "exception",
+    "DLV": "delivered",
+}
+DELIVERED = "DLV"
+
+
+class CallbackError(ValueError):
+    """The body is not a CargoAi callback this service can apply."""
+
+
+@dataclass(frozen=True)
+class AwbEvent:
+    code: str
+    time: datetime | None
+    location: str | None
+    flight: str | None
+
+    @property
+    def dedupe_key(self) -> str:
+        when = self.time.isoformat() if self.time else ""
+        # The flight too: a rebooked shipment has two undated BKDs that differ only by flight.
+        raw = f"{self.code}|{when}|{self.location or ''}|{self.flight or ''}"
+        return hashlib.sha256(raw.encode()).hexdigest()[:40]
+
+    @property
+    def status(self) -> str | None:
+        return _STATUS.get(self.code)
+
+
+@dataclass(frozen=True)
+class Callback:
+    awb: str
+    events: tuple[AwbEvent, ...]
+
+
+def hmac_signature(raw_body: bytes, api_key: str) -> str:
+    """`cargoai-api-key` header: base64 HMAC-SHA256 of the raw body keyed with the API key."""
+    return base64.b64encode(hmac.new(api_key.encode(), raw_body, hashlib.sha256).digest()).decode()
+
+
+def authorised(mode: str, raw_body: bytes, headers: Any, secrets: dict[str, str]) -> bool:
+    """Check the callback per CARGOAI_CALLBACK_AUTH; fail closed when a secret is missing."""
+    if mode == "none":
+        return True
+    if mode == "hmac":
+        key, given = secrets.get("api_key", ""), headers.get("cargoai-api-key") or ""
+        return bool(key and given) and hmac.compare_digest(hmac_signature(raw_body, key), given.strip())
+    expected = ""
+    if mode == "bearer" and secrets.get("token"):
+        expected = f"Bearer {secrets['token']}"
+    elif mode == "basic" and secrets.get("user"):
+        pair = f"{secrets['user']}:{secrets.get('password', '')}".encode()
+        expected = f"Basic {base64.b64encode(pair).decode()}"
+    given = headers.get("Authorization") or ""
+    return bool(expected) and hmac.compare_digest(expected.encode(), given.strip().encode())
+
+
+def check_envelope(payload: Any) -> None:
+    if not isinstance(payload, dict):
+        raise CallbackError("body must be a JSON object")
+    if not isinstance(payload.get("awb"), str):
+        raise CallbackError("missing 'awb' string")
+    for name in ("events", "newEvents", "oldEvents"):
+        if name in payload and not isinstance(payload[name], list):
+            raise CallbackError(f"'{name}' must be a list")
+    if not any(isinstance(payload.get(name), list) for name in ("events", "newEvents", "oldEvents")):
+        raise CallbackError("no 'events', 'newEvents' or 'oldEvents' list")
+
+
+def _time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise CallbackError(f"unreadable eventDate {value!r}") from exc
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def _event(raw: Any) -> AwbEvent:
+    if not isinstance(raw, dict) or not isinstance(raw.get("code"), str) or not raw["code"].strip():
+        raise CallbackError(f"an event without a 'code': {str(raw)[:80]}")
+    flight = raw.get("flight") if isinstance(raw.get("flight"), dict) else {}
+    number = flight.get("number") or raw.get("flightNumber")
+    return AwbEvent(
+        raw["code"].strip().upper(), _time(raw.get("eventDate")), raw.get("eventLocation"), number
+    )
+
+
+def parse_callback(raw_body: bytes) -> Callback:
+    """Every distinct event of `oldEvents`, `newEvents` and `events`, oldest first."""
+    try:
+        payload = json.loads(raw_body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CallbackError(f"malformed JSON: {exc}") from exc
+    check_envelope(payload)
+    try:
+        number = awb.normalise(payload["awb"])
+    except ValueError as exc:
+        raise CallbackError(str(exc)) from exc
+    seen: dict[str, AwbEvent] = {}
+    for name in ("oldEvents", "events", "newEvents"):
+        for raw in payload.get(name) or []:
+            event = _event(raw)
+            seen.setdefault(event.dedupe_key, event)
+    ordered = sorted(
+        seen.values(), key=lambda e: (e.time is None, e.time or datetime.min.replace(tzinfo=UTC))
+    )
+    return Callback(number, tuple(ordered))

@@ -1,0 +1,97 @@
+"""CargoAi AWBs: queueing subscriptions (never a second active one), expiry and renewal.
+
+Every subscription is billed, a repeat of the same AWB too (awb.md §1.5), so the local check
+comes first: an AWB with an active subscription here is never subscribed again by accident.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from lifecycle.db import utcnow
+from lifecycle.operations.models import Operation
+from lifecycle.providers import awb
+from lifecycle.shipments.models import Shipment
+from lifecycle.shipments.requests import Outcome, Registration
+from lifecycle.sqlutil import insert_ignoring_conflicts
+
+PROVIDER = "cargoai"
+SUBSCRIPTION_LIFETIME = timedelta(weeks=3)
+LIVE = ("pending", "tracking", "stopping")
+
+
+def subscribe(session: Session, requests: Sequence[Registration], default_mode: str) -> list[Outcome]:
+    outcomes = []
+    for request in requests:
+        try:
+            number = awb.normalise(request.number)
+        except ValueError as exc:
+            outcomes.append(Outcome(request.number, False, str(exc)))
+            continue
+        outcomes.append(_queue_one(session, number, request, request.mode or default_mode))
+    return outcomes
+
+
+def _queue_one(session: Session, number: str, request: Registration, mode: str) -> Outcome:
+    shipment = session.scalars(
+        select(Shipment).where(Shipment.provider == PROVIDER, Shipment.number == number)
+    ).first()
+    if shipment is not None and shipment.tracking in LIVE:
+        until = shipment.subscription_expires_at
+        note = f", subscription until {until:%Y-%m-%d}" if until else ""
+        return Outcome(
+            number, False, f"already tracked here ({shipment.tracking_mode}{note}); not billed again"
+        )
+    if shipment is None:
+        shipment = Shipment(provider=PROVIDER, number=number, carrier=int(number[:3]), subscriptions=0)
+        session.add(shipment)
+    shipment.tracking, shipment.origin, shipment.tracking_mode = "pending", "registered", mode
+    shipment.tag, shipment.error_code, shipment.last_error = request.tag, None, None
+    shipment.stopped_at = None
+    session.flush()
+    if mode == "pull":
+        shipment.tracking, shipment.registered_at = "tracking", utcnow()
+        return Outcome(
+            number, True, "tracked by polling (pull mode, within the monthly call budget)", shipment.carrier
+        )
+    payload = {"emails": list(request.emails), "airline_code": request.airline_code}
+    queue_subscription(session, shipment, payload)
+    return Outcome(number, True, "queued: CargoAi subscription (billed per subscription)", shipment.carrier)
+
+
+def queue_subscription(session: Session, shipment: Shipment, payload: dict[str, object]) -> bool:
+    """One subscribe operation per subscription number, so deciding twice sends once."""
+    now = utcnow()
+    row = {
+        "provider": PROVIDER, "kind": "subscribe", "shipment_id": shipment.id, "number": shipment.number,
+        "carrier": shipment.carrier, "payload": payload,
+        "idempotency_key": f"cargoai:subscribe:{shipment.number}:{(shipment.subscriptions or 0) + 1}",
+        "status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now,
+    }  # fmt: skip
+    return insert_ignoring_conflicts(session, Operation, [row], ["idempotency_key"]) == 1
+
+
+def renew_or_expire(session: Session, renew: bool, within: timedelta = timedelta(days=1)) -> dict[str, int]:
+    """Renew subscriptions about to lapse on undelivered AWBs (if the policy says so), expire the rest."""
+    now = utcnow()
+    stmt = select(Shipment).where(
+        Shipment.provider == PROVIDER,
+        Shipment.tracking_mode == "push",
+        Shipment.tracking == "tracking",
+        Shipment.subscription_expires_at < now + within,
+    )
+    renewed = expired = 0
+    for shipment in session.scalars(stmt):
+        if renew and shipment.status != "delivered":
+            renewed += queue_subscription(
+                session, shipment, {"emails": [], "airline_code": None, "renewal": True}
+            )
+        elif shipment.subscription_expires_at and shipment.subscription_expires_at <= now:
+            shipment.tracking, shipment.stopped_at = "stopped", now
+            shipment.last_error = "CargoAi subscription expired after 3 weeks (renewal is off)"
+            expired += 1
+    return {"renewed": renewed, "expired": expired}
