@@ -236,3 +236,45 @@ def test_budget_share_never_exceeds_what_is_left(app):
         assert calls_allowed_now(session, 10, datetime(2026, 12, 31, 12, tzinfo=UTC)) == 10
         assert calls_allowed_now(session, 31, datetime(2026, 12, 1, 12, tzinfo=UTC)) == 1
         assert calls_allowed_now(session, 0, datetime(2026, 12, 1, 12, tzinfo=UTC)) == 0
+
+
+def test_push_vs_pull_break_even_from_observed_updates(settings_factory, tmp_path):
+    from config.settings import PROJECT_ROOT
+    from lifecycle import runtime
+    from lifecycle.accounting.advice import cargoai_break_even
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "17track.toml").write_text((PROJECT_ROOT / "config/quota_rules/17track.toml").read_text())
+    text = (PROJECT_ROOT / "config/quota_rules/cargoai.toml").read_text()
+    # Give pull an assumed per-call price (the sources have none): 0.25 USD → break-even at 4 updates.
+    head, tail = text.split("[plans.pull-pro]", 1)
+    first, rest = tail.split("\n[", 1)
+    first = "\n".join(line for line in first.splitlines() if not line.startswith("overage_unit_price"))
+    (rules / "cargoai.toml").write_text(
+        f'{head}[plans.pull-pro]{first}\noverage_unit_price = "0.25"\n\n[{rest}'
+    )
+    app = create_app(settings_factory(quota_rules_dir=rules, cargoai_callback_auth="none"))
+    chatty = [
+        {"code": c, "eventDate": f"2026-11-0{i + 1}T10:00:00Z"}
+        for i, c in enumerate("BKD RCS MAN DEP ARR DLV".split())
+    ]
+    quiet = chatty[:2]
+    client = app.test_client()
+    client.post("/webhooks/cargoai", data=json.dumps({"awb": "176-12345675", "events": chatty}))
+    client.post("/webhooks/cargoai", data=json.dumps({"awb": "000-99999970", "events": quiet}))
+    with app.app_context():
+        inbox.drain(db.new_session, batch_size=10)
+        with db.new_session() as session:
+            report = cargoai_break_even(session, runtime.account("cargoai"))
+    assert report["break_even_updates"] == "4"
+    assert report["cheaper_on_push"] == ["176-12345675"] and report["cheaper_on_pull"] == ["000-99999970"]
+
+
+def test_break_even_is_unknown_without_a_pull_price(app):
+    from lifecycle import runtime
+    from lifecycle.accounting.advice import cargoai_break_even
+
+    with app.app_context(), db.new_session() as session:
+        report = cargoai_break_even(session, runtime.account("cargoai"))
+    assert report["break_even_updates"] is None and "unknown" in report["why"]

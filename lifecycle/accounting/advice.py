@@ -13,7 +13,7 @@ from lifecycle.accounting.models import UsageTotal
 from lifecycle.accounting.rules import Plan
 from lifecycle.inbox.models import InboxEvent
 from lifecycle.operations.models import Operation
-from lifecycle.shipments.models import Shipment
+from lifecycle.shipments.models import Shipment, Transition
 
 # 17TRACK keeps pushing a delivered parcel every 24 h and stops it 15 days after delivery
 # (reference/17track.md §3.3, §5): the cycles auto-stop avoids, per delivered shipment.
@@ -122,3 +122,40 @@ def savings(session: Session, account: Account) -> dict[str, Any]:
             },
         },
     }
+
+
+def cargoai_break_even(session: Session, account: Account) -> dict[str, Any]:
+    """Push (per subscription) against pull (per call), from the status updates each AWB really had.
+
+    Pulling an AWB costs at least one call per update it has; pushing costs one subscription
+    whatever the count. So push wins for an AWB once its updates × call price > subscription price.
+    """
+    push = account.rules.plans.get("push-pro")
+    pull = account.rules.plans.get("pull-pro")
+    push_price = push.overage_unit_price if push else None
+    call_price = pull.overage_unit_price if pull else None
+    stmt = (
+        select(Shipment.number, func.count(Transition.id))
+        .join(Transition, Transition.shipment_id == Shipment.id)
+        .where(Shipment.provider == "cargoai", Transition.kind != "stale")
+        .group_by(Shipment.number)
+    )
+    updates = dict(session.execute(stmt).all())
+    average = Decimal(sum(updates.values())) / len(updates) if updates else Decimal(0)
+    result: dict[str, Any] = {
+        "awbs_observed": len(updates),
+        "average_updates_per_awb": str(average.quantize(Decimal("0.1"))),
+        "push_price_per_subscription": None if push_price is None else str(push_price),
+        "pull_price_per_call": None if call_price is None else str(call_price),
+    }
+    if push_price is None or call_price is None or not call_price:
+        result["break_even_updates"] = None
+        result["why"] = (
+            "the pull price per call is unknown (not in the sources); set it in cargoai.toml to compare"
+        )
+        return result
+    break_even = push_price / call_price
+    result["break_even_updates"] = str(break_even)
+    result["cheaper_on_push"] = sorted(n for n, u in updates.items() if u > break_even)
+    result["cheaper_on_pull"] = sorted(n for n, u in updates.items() if u <= break_even)
+    return result

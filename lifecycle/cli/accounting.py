@@ -69,7 +69,7 @@ def _print_provider(provider: str, data: dict) -> None:
 def plan(as_json: bool) -> None:
     """The cheapest 17TRACK plan for the observed volume, and what the service saved."""
     from lifecycle import runtime
-    from lifecycle.accounting.advice import advise
+    from lifecycle.accounting.advice import advise, cargoai_break_even
 
     with transaction() as session:
         account = runtime.accounts().get("17track")
@@ -77,6 +77,8 @@ def plan(as_json: bool) -> None:
             click.echo("no 17TRACK rules loaded", err=True)
             sys.exit(1)
         advice = advise(session, account)
+        cargo = runtime.accounts().get("cargoai")
+        advice["cargoai_push_vs_pull"] = cargoai_break_even(session, cargo) if cargo else None
     if as_json:
         click.echo(json.dumps(advice, indent=2))
         return
@@ -91,6 +93,13 @@ def plan(as_json: bool) -> None:
     click.echo(f"cheapest: {advice['cheapest'] or 'none known'} — {advice['why']}")
     for name, saved in advice["savings"]["quota_saved"].items():
         click.echo(f"  saved under {name}: {saved['units']} units ({saved['why']})")
+    cargo = advice["cargoai_push_vs_pull"]
+    if cargo:
+        awbs, updates = cargo["awbs_observed"], cargo["average_updates_per_awb"]
+        break_even = cargo["break_even_updates"] or "unknown"
+        click.echo(f"CargoAi: {awbs} AWB(s), {updates} updates each; push pays off above {break_even} updates")
+        if cargo.get("why"):
+            click.echo(f"  ({cargo['why']})")
 
 
 @click.command()
