@@ -97,7 +97,7 @@ def plan(as_json: bool) -> None:
     if cargo:
         awbs, updates = cargo["awbs_observed"], cargo["average_updates_per_awb"]
         break_even = cargo["break_even_updates"] or "unknown"
-        click.echo(f"CargoAi: {awbs} AWB(s), {updates} updates each; push pays off above {break_even} updates")
+        click.echo(f"CargoAi: {awbs} AWB(s), {updates} updates each; push wins above {break_even} updates")
         if cargo.get("why"):
             click.echo(f"  ({cargo['why']})")
 
