@@ -63,6 +63,7 @@ def flush_operations() -> dict[str, Any]:
             max_attempts=config.operation_max_attempts,
             account=runtime.account("17track"),
             thresholds=tuple(config.alert_thresholds),
+            allow_overage=config.allow_overage,
         )
         report = sender.flush(max_seconds=config.flush_max_seconds)
         cargo = _cargoai_sender(config).flush(max_seconds=config.flush_max_seconds)

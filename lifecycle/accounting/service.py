@@ -123,12 +123,13 @@ def set_overage_allowed(session: Session, provider: str, allowed: bool) -> None:
         session.delete(state)
 
 
-def registration_allowance(session: Session, account: Account) -> int | None:
+def registration_allowance(session: Session, account: Account, allow_overage: bool = False) -> int | None:
     """Quota units registrations may still spend now (None: no limit), in-flight ones reserved.
 
     Locks the bucket totals, so two workers claiming registrations at once see each other's claims.
+    `allow_overage` is ALLOW_OVERAGE; `quota --allow-overage` allows it at run time.
     """
-    if overage_allowed(session, account.provider):
+    if allow_overage or overage_allowed(session, account.provider):
         return None
     now = utcnow()
     buckets = [b for b in account.buckets(now) if b.name != "overage"]

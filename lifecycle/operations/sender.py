@@ -50,6 +50,7 @@ class Sender:
     # The accountant: charges each billable answer and holds registrations at 100% of the plan.
     account: Account | None = None
     thresholds: tuple[int, ...] = ()
+    allow_overage: bool = False
     report: FlushReport = field(default_factory=FlushReport)
 
     def flush(self, max_seconds: float | None = None) -> FlushReport:
@@ -86,7 +87,7 @@ class Sender:
     def _claim(self, session: Session, kind: Kind) -> list[Operation]:
         if kind.name != "register" or self.account is None:
             return service.claim_ready(session, PROVIDER, kind.name, self.batch_size)
-        allowance = accountant.registration_allowance(session, self.account)
+        allowance = accountant.registration_allowance(session, self.account, self.allow_overage)
         if allowance == 0:
             self._hold_for_budget(session)
             return []
