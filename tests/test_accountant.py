@@ -185,3 +185,11 @@ def test_an_unknown_plan_stops_the_service_at_start(settings_factory):
 
     with pytest.raises(RulesError, match="plan 'platinum'"):
         create_app(settings_factory(seventeentrack_plan="platinum"))
+
+
+def test_allow_overage_setting_lets_registrations_past_the_plan(settings_factory, sim, tiny_rules):
+    app = make_app(settings_factory, sim, quota_rules_dir=tiny_rules, seventeentrack_plan="tiny", allow_overage=True)
+    queue(app, *[Registration(f"RR{n:09d}CN", 3011) for n in range(10)])
+    assert flush(app)["done"] == 10
+    with app.app_context():
+        assert count(LedgerEntry, LedgerEntry.bucket == "overage") == 3
