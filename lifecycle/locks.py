@@ -8,12 +8,15 @@ with a lease, so a crashed holder frees it), a file lock in embedded mode (freed
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import redis
+
+log = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -27,7 +30,11 @@ def singleton(name: str, redis_url: str, directory: Path, lease_seconds: float) 
             yield acquired
         finally:
             if acquired:
-                lock.release()
+                try:
+                    lock.release()
+                except redis.exceptions.LockNotOwnedError:
+                    # The lease ran out first; another process may hold it now, which is fine.
+                    log.warning("lock %s expired before release (lease %ss)", name, lease_seconds)
         return
     directory.mkdir(parents=True, exist_ok=True)
     fd = os.open(directory / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)

@@ -7,7 +7,7 @@ from flask import Flask, current_app
 from config.settings import Settings
 from lifecycle.accounting.ledger import Account
 from lifecycle.accounting.rules import load_rules
-from lifecycle.accounting.service import build_accounts
+from lifecycle.accounting.service import build_accounts, in_force
 from lifecycle.celery import send_signal
 from lifecycle.extensions import db
 from lifecycle.inbox.writer import InboxWriter
@@ -38,7 +38,16 @@ def accounts() -> dict[str, Account]:
 
 
 def account(provider: str) -> Account | None:
-    return accounts().get(provider)
+    """The provider's account, with a plan set by `manage.py plan --set` taking precedence."""
+    configured = accounts().get(provider)
+    if configured is None:
+        return None
+    with db.new_session() as session:
+        return in_force(session, configured)
+
+
+def accounts_in_force() -> dict[str, Account]:
+    return {provider: account(provider) for provider in accounts()}  # type: ignore[misc]
 
 
 def settings() -> Settings:

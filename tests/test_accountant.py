@@ -188,8 +188,35 @@ def test_an_unknown_plan_stops_the_service_at_start(settings_factory):
 
 
 def test_allow_overage_setting_lets_registrations_past_the_plan(settings_factory, sim, tiny_rules):
-    app = make_app(settings_factory, sim, quota_rules_dir=tiny_rules, seventeentrack_plan="tiny", allow_overage=True)
+    app = make_app(
+        settings_factory, sim, quota_rules_dir=tiny_rules, seventeentrack_plan="tiny", allow_overage=True
+    )
     queue(app, *[Registration(f"RR{n:09d}CN", 3011) for n in range(10)])
     assert flush(app)["done"] == 10
     with app.app_context():
         assert count(LedgerEntry, LedgerEntry.bucket == "overage") == 3
+
+
+def test_plan_recorded_in_the_database_overrides_the_environment(app):
+    from datetime import date
+
+    from lifecycle.accounting.service import set_plan
+
+    with app.app_context():
+        assert runtime.account("17track").plans["quota"].name == "free"
+        with db.new_session() as session, session.begin():
+            set_plan(session, runtime.accounts()["17track"], "advanced", date(2026, 4, 1))
+        in_force = runtime.account("17track")
+        assert in_force.plans["quota"].name == "advanced" and in_force.plan_start == date(2026, 4, 1)
+        with db.new_session() as session:
+            report = quota_report(session, runtime.accounts_in_force(), utcnow())
+    assert report["providers"]["17track"]["plan"]["name"] == "advanced"
+    assert report["providers"]["17track"]["plan"]["period_start"] == "2026-04-01"
+
+
+def test_an_unknown_plan_cannot_be_recorded(app):
+    from lifecycle.accounting.rules import RulesError
+    from lifecycle.accounting.service import set_plan
+
+    with app.app_context(), db.new_session() as session, pytest.raises(RulesError, match="platinum"):
+        set_plan(session, runtime.accounts()["17track"], "platinum", None)

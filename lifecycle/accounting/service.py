@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import datetime
+from dataclasses import replace
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -162,3 +163,38 @@ def count_entries(session: Session) -> int:
     from lifecycle.accounting.models import LedgerEntry
 
     return session.scalar(select(func.count()).select_from(LedgerEntry)) or 0
+
+
+PLAN_KEY = "plan:{provider}"
+
+
+def set_plan(session: Session, account: Account, plan_names: str, start: date | None) -> None:
+    """Record the plan in force in the database; it overrides SEVENTEENTRACK_PLAN / CARGOAI_PLAN."""
+    with_plan(account, plan_names, start)  # refuses a plan the rule file does not know
+    key = PLAN_KEY.format(provider=account.provider)
+    value = {"plans": plan_names, "start": start.isoformat() if start else None}
+    state = session.get(ServiceState, key)
+    if state is None:
+        session.add(ServiceState(key=key, value=value))
+    else:
+        state.value = value
+
+
+def with_plan(account: Account, plan_names: str, start: date | None) -> Account:
+    plans = {}
+    for name in filter(None, (n.strip() for n in plan_names.split(","))):
+        if name not in account.rules.plans:
+            known = ", ".join(account.rules.plans)
+            raise RulesError(f"{account.provider}: plan {name!r} is not in {account.rules.source} ({known})")
+        plan = account.rules.plans[name]
+        plans[plan.unit or account.rules.unit] = plan
+    return replace(account, plans=plans, plan_start=start)
+
+
+def in_force(session: Session, account: Account) -> Account:
+    """The account with the plan recorded in the database, if one was set there."""
+    state = session.get(ServiceState, PLAN_KEY.format(provider=account.provider))
+    if state is None:
+        return account
+    start = state.value.get("start")
+    return with_plan(account, state.value["plans"], date.fromisoformat(start) if start else None)

@@ -25,7 +25,7 @@ def quota(as_json: bool, period: str | None, drift: bool, allow_overage: bool | 
     from lifecycle.operations import pause
 
     with transaction() as session:
-        accounts = runtime.accounts()
+        accounts = runtime.accounts_in_force()
         if allow_overage is not None:
             service.set_overage_allowed(session, "17track", allow_overage)
             if allow_overage:
@@ -66,18 +66,26 @@ def _print_provider(provider: str, data: dict) -> None:
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def plan(as_json: bool) -> None:
+@click.option("--set", "set_plan", help="Record the plan in force, e.g. basic (overrides the environment).")
+@click.option("--start", type=click.DateTime(["%Y-%m-%d"]), help="With --set: first day of the plan period.")
+@click.option("--provider", default="17track", type=click.Choice(["17track", "cargoai"]), show_default=True)
+def plan(as_json: bool, set_plan: str | None, start, provider: str) -> None:  # type: ignore[no-untyped-def]
     """The cheapest 17TRACK plan for the observed volume, and what the service saved."""
     from lifecycle import runtime
+    from lifecycle.accounting import service
     from lifecycle.accounting.advice import advise, cargoai_break_even
 
+    if set_plan:
+        with transaction() as session:
+            service.set_plan(session, runtime.accounts()[provider], set_plan, start.date() if start else None)
+        click.echo(f"{provider} plan in force: {set_plan}" + (f" from {start:%Y-%m-%d}" if start else ""))
     with transaction() as session:
-        account = runtime.accounts().get("17track")
+        account = runtime.account("17track")
         if account is None:
             click.echo("no 17TRACK rules loaded", err=True)
             sys.exit(1)
         advice = advise(session, account)
-        cargo = runtime.accounts().get("cargoai")
+        cargo = runtime.account("cargoai")
         advice["cargoai_push_vs_pull"] = cargoai_break_even(session, cargo) if cargo else None
     if as_json:
         click.echo(json.dumps(advice, indent=2))
@@ -112,7 +120,7 @@ def replay(as_json: bool, rule_set: str | None) -> None:
     from lifecycle.extensions import db
 
     with app().app_context():
-        report = rebuild(db.engine, runtime.accounts(), rule_set)  # type: ignore[arg-type]
+        report = rebuild(db.engine, runtime.accounts_in_force(), rule_set)  # type: ignore[arg-type]
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))
         return

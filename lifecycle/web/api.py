@@ -174,4 +174,4 @@ def quota():  # type: ignore[no-untyped-def]
     if period and not re.fullmatch(r"\d{4}-\d{2}", period):
         abort(400, "period must be YYYY-MM")
     with db.new_session() as session:
-        return jsonify(quota_report(session, runtime.accounts(), utcnow(), period))
+        return jsonify(quota_report(session, runtime.accounts_in_force(), utcnow(), period))
