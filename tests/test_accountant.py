@@ -220,3 +220,23 @@ def test_an_unknown_plan_cannot_be_recorded(app):
 
     with app.app_context(), db.new_session() as session, pytest.raises(RulesError, match="platinum"):
         set_plan(session, runtime.accounts()["17track"], "platinum", None)
+
+
+def test_drift_compares_with_getquota_and_charges_reported_emails(settings_factory, sim):
+    from lifecycle.accounting import drift
+
+    app = make_app(settings_factory, sim, seventeentrack_plan="basic")
+    queue(app, Registration("RR000000001CN", 3011))
+    assert flush(app)["done"] == 1, sim.calls()
+    sim.add_parcel("RR000000009CN", 3011)  # registered in the dashboard: 17TRACK counts it, we do not
+    # A push for it would adopt it here; record it the way that push would.
+    with app.app_context(), db.new_session() as session, session.begin():
+        from lifecycle.shipments.models import Shipment
+
+        session.add(Shipment(provider="17track", number="RR000000009CN", carrier=3011, origin="adopted"))
+    with sim.state.lock:
+        sim.state.quota.used += 1  # what 17TRACK charged for the dashboard registration
+    with app.app_context(), db.new_session() as session, session.begin():
+        snapshot = drift.refresh(session, runtime.account("17track"), runtime.client17(), utcnow())
+    assert (snapshot["ours"], snapshot["difference"]) == (1, snapshot["theirs"] - 1)
+    assert any("outside this service" in line for line in snapshot["explanations"])

@@ -8,8 +8,10 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from lifecycle.accounting import ledger
 from lifecycle.accounting.ledger import Account
 from lifecycle.accounting.models import UsageTotal
+from lifecycle.accounting.rules import BillableEvent
 from lifecycle.operations.models import ServiceState
 from lifecycle.providers.client17 import SeventeenTrackClient
 from lifecycle.shipments.models import Shipment
@@ -50,6 +52,8 @@ def refresh(
             f"17TRACK counts fewer: its period may differ (quota_total {total}), "
             "or it did not count answers charged here"
         )
+    previous = session.get(ServiceState, f"getquota:{account.provider}")
+    _record_new_emails(session, account, previous.value if previous else None, theirs, now)
     snapshot = {
         "checked_at": now.isoformat(),
         "ours": ours,
@@ -59,6 +63,7 @@ def refresh(
         "provider_remaining": theirs.get("quota_remain"),
         "provider_today_used": theirs.get("today_used"),
         "explanations": explanations,
+        "emails_counted": theirs.get("emails_counted"),
     }
     key = f"getquota:{account.provider}"
     state = session.get(ServiceState, key)
@@ -67,3 +72,22 @@ def refresh(
     else:
         state.value = snapshot
     return snapshot
+
+
+def _record_new_emails(
+    session: Session, account: Account, previous: dict[str, Any] | None, theirs: dict[str, Any], now: datetime
+) -> None:
+    """Charge the emails 17TRACK reports as sent since the last check (same month only).
+
+    getquota counts notification emails against the 300 free a month; the increase since the last
+    snapshot is the emails sent in between, which the ledger prices (2 emails = 1 unit past 300).
+    """
+    sent = int(theirs.get("free_email_quotaused") or 0)
+    before = 0
+    if previous and str(previous.get("checked_at", ""))[:7] == now.isoformat()[:7]:
+        before = int(previous.get("emails_counted") or 0)
+    theirs["emails_counted"] = sent
+    if sent > before:
+        event = BillableEvent(account.provider, "email", f"17track:email:getquota:{now.isoformat()}", now,
+                              quantity=sent - before)  # fmt: skip
+        ledger.charge(session, account, [event])
