@@ -8,11 +8,13 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import select
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import delete, select
 
 from config.settings import Settings
 from lifecycle.accounting import ledger
-from lifecycle.accounting.models import LedgerEntry
+from lifecycle.accounting.models import LedgerEntry, UsageTotal
 from lifecycle.accounting.rules import BillableEvent, load_rules
 from lifecycle.accounting.service import build_accounts
 from lifecycle.extensions import db
@@ -190,3 +192,44 @@ def test_an_email_batch_reported_twice_counts_once(app):
     charge(app, acct, [batch])
     charge(app, acct, [batch, BillableEvent("17track", "email", "17track:email:day-2", NOV, quantity=2)])
     assert sum(e.units for e in entries(app)) == 2  # 304 emails: 300 free, then 4 → 2 units
+
+
+def _direct_units(kinds: list[str], langs: list[bool]) -> int:
+    """The seed rules counted by hand: registration 1 (+1 translation), lang set 1, the rest 0."""
+    units = 0
+    for kind, lang in zip(kinds, langs, strict=True):
+        units += {"register": 1 + lang, "lang_set": 1}.get(kind, 0)
+    return units
+
+
+KINDS = ["register", "register_rejected", "lang_set", "lang_change", "retrack", "delete"]
+
+
+@given(
+    picks=st.lists(
+        st.tuples(st.sampled_from(KINDS), st.booleans(), st.integers(0, 5)), min_size=1, max_size=40
+    ),
+    cuts=st.lists(st.integers(1, 40), max_size=5),
+)
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_ledger_total_equals_a_direct_count_whatever_the_batching_and_repeats(app, picks, cuts):
+    with app.app_context(), db.new_session() as session, session.begin():
+        session.execute(delete(UsageTotal))
+        session.execute(delete(LedgerEntry))
+    events, kinds, langs = [], [], []
+    for index, (kind, lang, repeat) in enumerate(picks):
+        attrs = {"lang": "en" if lang else None} if kind in ("register", "lang_set", "lang_change") else {}
+        event = BillableEvent(
+            "17track", kind, f"17track:{kind}:N{index}", NOV + timedelta(minutes=index), attrs=attrs
+        )
+        events += [event] * (1 + repeat % 2)  # some events delivered twice
+        kinds.append(kind)
+        langs.append(lang and kind == "register")
+    acct, start = account(), 0
+    for cut in [*cuts, len(events)]:
+        charge(app, acct, events[start : start + cut])
+        start += cut
+    charge(app, acct, events[start:])
+    rows = entries(app)
+    assert sum(e.units for e in rows) == _direct_units(kinds, langs)
+    assert len({e.idempotency_key for e in rows}) == len(rows)
