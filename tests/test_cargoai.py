@@ -278,3 +278,27 @@ def test_break_even_is_unknown_without_a_pull_price(app):
     with app.app_context(), db.new_session() as session:
         report = cargoai_break_even(session, runtime.account("cargoai"))
     assert report["break_even_updates"] is None and "unknown" in report["why"]
+
+
+@pytest.mark.parametrize(("renew", "delivered", "expected"), [(True, False, "renewed"), (False, False, "expired"),
+                                                              (True, True, "expired")])  # fmt: skip
+def test_subscriptions_are_renewed_only_while_undelivered_and_only_by_policy(
+    served, cargo_sim, renew, delivered, expected
+):
+    from lifecycle.shipments.cargoai_subscriptions import renew_or_expire
+
+    queue(served, Registration(AWB))
+    settle(served)
+    with served.app_context(), db.new_session() as session, session.begin():
+        row = session.scalars(select(Shipment)).one()
+        row.subscription_expires_at = datetime.now(UTC) - timedelta(minutes=1)
+        row.status = "delivered" if delivered else "in_transit"
+        report = renew_or_expire(session, renew=renew)
+    assert report[expected] == 1
+    settle(served)
+    assert len(cargo_sim.calls("subscribe")) == (2 if expected == "renewed" else 1)
+    if expected == "expired":
+        assert shipment(served).tracking == "stopped" and "expired" in shipment(served).last_error
+    else:
+        with served.app_context():
+            assert count(LedgerEntry, LedgerEntry.event_kind == "subscribe") == 2  # a renewal is billed again
