@@ -280,8 +280,10 @@ def test_break_even_is_unknown_without_a_pull_price(app):
     assert report["break_even_updates"] is None and "unknown" in report["why"]
 
 
-@pytest.mark.parametrize(("renew", "delivered", "expected"), [(True, False, "renewed"), (False, False, "expired"),
-                                                              (True, True, "expired")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("renew", "delivered", "expected"),
+    [(True, False, "renewed"), (False, False, "expired"), (True, True, "expired")],
+)
 def test_subscriptions_are_renewed_only_while_undelivered_and_only_by_policy(
     served, cargo_sim, renew, delivered, expected
 ):
