@@ -7,18 +7,17 @@ import hashlib
 import hmac
 import json
 import re
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
 import requests
-from flask import Flask, request
-from werkzeug.serving import make_server
+from flask import request
 
 from lifecycle.simulator.cargoai import CargoAiSimulatorServer, awb_check_digit_ok, sign_callback
+from tests.receiver import HttpReceiver, wait_until
 
 KEY = "cargoai-test-key"
 AWB, OTHER = "000-12345675", "176-12345675"
@@ -50,37 +49,16 @@ def codes(events: list[dict[str, Any]]) -> list[str]:
     return [event["code"] for event in events]
 
 
-def wait_until(condition: Callable[[], Any], timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := condition():
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"condition not met within {timeout}s")
-
-
-class Receiver:
+class Receiver(HttpReceiver):
     """A callback endpoint that keeps every raw body with its headers."""
 
     def __init__(self) -> None:
+        super().__init__("/cb")
         self.received: list[tuple[bytes, dict[str, str]]] = []
-        app = Flask("receiver")
-        app.add_url_rule("/cb", "cb", self._hook, methods=["POST"])
-        self._server = make_server("127.0.0.1", 0, app, threaded=True)
-        self.url = f"http://127.0.0.1:{self._server.server_port}/cb"
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
 
     def _hook(self) -> tuple[str, int]:
         self.received.append((request.get_data(), dict(request.headers)))
         return "", 200
-
-    def __enter__(self) -> Receiver:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
     def payloads(self) -> list[dict[str, Any]]:
         return [json.loads(body) for body, _ in self.received]

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
 import requests
-from flask import Flask, request
-from werkzeug.serving import make_server
+from flask import request
 
 from lifecycle.providers import pushes
 from lifecycle.providers import seventeentrack as st
 from lifecycle.simulator.seventeentrack import SimulatorServer
+from tests.receiver import HttpReceiver, wait_until
 
 KEY = "sim-test-key"
 # Tests not about the rate limit or background progression: no 429s, no ticker, no NotFound paths.
@@ -49,27 +48,14 @@ def quota(sim: SimulatorServer) -> dict[str, int]:
     return data(sim, "getquota", [])
 
 
-def wait_until(condition: Callable[[], Any], timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := condition():
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"condition not met within {timeout}s")
-
-
-class Receiver:
+class Receiver(HttpReceiver):
     """A webhook endpoint that checks the `sign` header the way the service does."""
 
     def __init__(self, status: int = 200) -> None:
+        super().__init__("/hook")
         self.bodies: list[bytes] = []
         self.bad_signatures = 0
         self.status = status
-        app = Flask("receiver")
-        app.add_url_rule("/hook", "hook", self._hook, methods=["POST"])
-        self._server = make_server("127.0.0.1", 0, app, threaded=True)
-        self.url = f"http://127.0.0.1:{self._server.server_port}/hook"
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
 
     def _hook(self) -> tuple[str, int]:
         raw = request.get_data()
@@ -78,14 +64,6 @@ class Receiver:
             return "", 401
         self.bodies.append(raw)
         return "", self.status
-
-    def __enter__(self) -> Receiver:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
     def events(self, number: str | None = None) -> list[st.Push]:
         parsed = [st.parse_push(body) for body in self.bodies]

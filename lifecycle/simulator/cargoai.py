@@ -16,25 +16,26 @@ until it expires or is unsubscribed; there is no callback at subscribe time, the
 the subscription everything it has not been sent yet (so a new one gets the whole history).
 
 Modules: `cargoai_state` (options, subscriptions, clock), `cargoai_paths` (routes, event objects),
-`cargoai_delivery` (callbacks, ticker), `cargoai_control` (the /_sim/ API).
+`cargoai_delivery` (callbacks, advancing), `cargoai_control` (the /_sim/ API), `common` (the server
+wrapper, ticker, delivery queue and control routes it shares with the 17TRACK simulator).
 """
 
 from __future__ import annotations
 
 import hmac
 import re
-import threading
 import time
 from collections.abc import Iterable
+from functools import partial
 from typing import Any
 
 from flask import Flask, g, jsonify, request
-from werkzeug.serving import make_server
 
 from lifecycle.simulator.cargoai_control import add_control_routes
-from lifecycle.simulator.cargoai_delivery import Pusher, Ticker, advance, sign_callback
+from lifecycle.simulator.cargoai_delivery import Pusher, advance, sign_callback
 from lifecycle.simulator.cargoai_paths import AWB_PATTERN, awb_check_digit_ok
 from lifecycle.simulator.cargoai_state import CargoAiOptions, CargoAiState
+from lifecycle.simulator.common import BackgroundServer
 
 __all__ = ["CargoAiOptions", "CargoAiSimulatorServer", "CargoAiState", "awb_check_digit_ok", "sign_callback"]
 
@@ -175,7 +176,7 @@ def create_simulator(state: CargoAiState, pusher: Pusher) -> Flask:
     return app
 
 
-class CargoAiSimulatorServer:
+class CargoAiSimulatorServer(BackgroundServer):
     """The simulator on a real port, in background threads; use it as a context manager.
 
     Options are the fields of `CargoAiOptions` (step_seconds, step_hours, interline_rate,
@@ -183,48 +184,14 @@ class CargoAiSimulatorServer:
     duplicate_rate, delay_seconds, latency_seconds, limited_prefixes, ...).
     """
 
+    pusher: Pusher
+
     def __init__(self, api_key: str, host: str = "127.0.0.1", port: int = 0, **options: Any) -> None:
         self.state = CargoAiState(api_key, CargoAiOptions(**options))
-        self.pusher = Pusher(self.state)
-        self.app = create_simulator(self.state, self.pusher)
-        self._server = make_server(host, port, self.app, threaded=True)
-        self.url = f"http://{host}:{self._server.server_port}"
-        # A short poll interval: shutdown() waits for it, and tests start many simulators.
-        self._http = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="simcargoai-http",
-            daemon=True,
-        )
-        step_seconds = self.state.options.step_seconds
-        self._ticker = Ticker(self.state, self.pusher, step_seconds) if step_seconds else None
-        self._running = False
-
-    def __enter__(self) -> CargoAiSimulatorServer:
-        self.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
-
-    def start(self) -> None:
-        self._running = True
-        self._http.start()
-        self.pusher.start()
-        if self._ticker:
-            self._ticker.start()
-
-    def stop(self) -> None:
-        """Stop progressing first, then calling back, then serving; idempotent."""
-        if not self._running:
-            return
-        self._running = False
-        if self._ticker:
-            self._ticker.stop()
-        self.pusher.stop()
-        self._server.shutdown()
-        self._server.server_close()
-        self._http.join(timeout=10)
+        pusher = Pusher(self.state)
+        tick = partial(advance, self.state, pusher)  # every shipment, each step_seconds of wall time
+        app = create_simulator(self.state, pusher)
+        super().__init__(app, pusher, tick, self.state.options.step_seconds, host, port, "simcargoai")
 
     def calls(self, endpoint: str | None = None) -> list[dict[str, Any]]:
         with self.state.lock:

@@ -18,6 +18,7 @@ from flask import Flask, jsonify, request
 
 from lifecycle.simulator.cargoai_delivery import Pusher, advance
 from lifecycle.simulator.cargoai_state import CargoAiState
+from lifecycle.simulator.common import add_common_control_routes, add_log_route
 
 
 def _body() -> dict[str, Any]:
@@ -26,6 +27,7 @@ def _body() -> dict[str, Any]:
 
 
 def add_control_routes(app: Flask, state: CargoAiState, pusher: Pusher) -> None:
+    add_common_control_routes(app, state, _body)
     _add_inspection_routes(app, state)
 
     @app.post("/_sim/advance")
@@ -36,20 +38,8 @@ def add_control_routes(app: Flask, state: CargoAiState, pusher: Pusher) -> None:
         with state.lock:
             return jsonify(callbacks=queued, clock=state.clock.isoformat())
 
-    @app.post("/_sim/fail_next")
-    def sim_fail_next():  # type: ignore[no-untyped-def]
-        with state.lock:
-            state.fail_next.extend(int(s) for s in _body().get("statuses", []))
-            return jsonify(fail_next=list(state.fail_next))
-
 
 def _add_inspection_routes(app: Flask, state: CargoAiState) -> None:
-    @app.get("/_sim/calls")
-    def sim_calls():  # type: ignore[no-untyped-def]
-        endpoint = request.args.get("endpoint")
-        with state.lock:
-            return jsonify(calls=[c for c in state.calls if endpoint in (None, c["endpoint"])])
-
     @app.get("/_sim/billable")
     def sim_billable():  # type: ignore[no-untyped-def]
         with state.lock:
@@ -62,11 +52,7 @@ def _add_inspection_routes(app: Flask, state: CargoAiState) -> None:
             subs = [s.summary() for s in state.subscriptions if awb in (None, s.awb)]
             return jsonify(subscriptions=subs)
 
-    @app.get("/_sim/callbacks")
-    def sim_callbacks():  # type: ignore[no-untyped-def]
-        awb = request.args.get("awb")
-        with state.lock:
-            return jsonify(callbacks=[c for c in state.callbacks if awb in (None, c["awb"])])
+    add_log_route(app, state, "callbacks", "awb", lambda: state.callbacks)
 
     @app.get("/_sim/tracking")
     def sim_tracking():  # type: ignore[no-untyped-def]

@@ -17,6 +17,7 @@ from typing import Any
 from flask import Flask, jsonify, request
 
 from lifecycle.simulator import progression, scripts
+from lifecycle.simulator.common import add_common_control_routes, add_log_route
 from lifecycle.simulator.delivery import Pusher
 from lifecycle.simulator.state import TRACKING, Parcel, SimState
 
@@ -46,27 +47,18 @@ def _body() -> Any:
 
 
 def add_control_routes(app: Flask, state: SimState, pusher: Pusher) -> None:
+    add_common_control_routes(app, state, _body)
     _add_inspection_routes(app, state)
     _add_driving_routes(app, state, pusher)
 
 
 def _add_inspection_routes(app: Flask, state: SimState) -> None:
-    @app.get("/_sim/calls")
-    def calls():  # type: ignore[no-untyped-def]
-        endpoint = request.args.get("endpoint")
-        with state.lock:
-            return jsonify(calls=[c for c in state.calls if endpoint in (None, c["endpoint"])])
-
     @app.get("/_sim/parcels")
     def parcels():  # type: ignore[no-untyped-def]
         with state.lock:
             return jsonify(parcels=[parcel_summary(p) for p in state.parcels.values()])
 
-    @app.get("/_sim/pushes")
-    def pushes():  # type: ignore[no-untyped-def]
-        number = request.args.get("number")
-        with state.lock:
-            return jsonify(pushes=[p for p in state.pushes if number in (None, p["number"])])
+    add_log_route(app, state, "pushes", "number", lambda: state.pushes)
 
 
 def _add_driving_routes(app: Flask, state: SimState, pusher: Pusher) -> None:
@@ -92,9 +84,3 @@ def _add_driving_routes(app: Flask, state: SimState, pusher: Pusher) -> None:
             if request.method == "POST":
                 state.webhook_url = _body().get("url")
             return jsonify(url=state.webhook_url)
-
-    @app.post("/_sim/fail_next")
-    def fail_next():  # type: ignore[no-untyped-def]
-        with state.lock:
-            state.fail_next.extend(int(s) for s in _body().get("statuses", []))
-            return jsonify(fail_next=list(state.fail_next))

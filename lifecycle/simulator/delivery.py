@@ -6,10 +6,6 @@ doing HTTP: it takes the lock only to check that a push is still wanted and to r
 
 from __future__ import annotations
 
-import heapq
-import itertools
-import random
-import threading
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -19,8 +15,9 @@ import requests
 
 from lifecycle.providers import seventeentrack as st
 from lifecycle.simulator import codes, registry, trackinfo
+from lifecycle.simulator.common import DeliveryQueue, Scheduled, try_send
 from lifecycle.simulator.progression import Outgoing, outgoing
-from lifecycle.simulator.state import SimState
+from lifecycle.simulator.state import SimOptions, SimState
 
 REORDER_GAP_SECONDS = 0.05  # how long after the newer push an overtaken one arrives
 
@@ -37,10 +34,7 @@ def try_post(
     url: str, api_key: str, body: bytes, timeout: float, session: requests.Session | None = None
 ) -> tuple[int | None, str | None]:
     """(HTTP status or None, error text or None) of one delivery attempt."""
-    try:
-        return post_signed(url, api_key, body, timeout, session).status_code, None
-    except requests.RequestException as exc:
-        return None, f"{exc.__class__.__name__}: {exc}"
+    return try_send(lambda: post_signed(url, api_key, body, timeout, session))
 
 
 def push_record(change: Outgoing, status: int | None, error: str | None, **extra: Any) -> dict[str, Any]:
@@ -59,61 +53,29 @@ def push_record(change: Outgoing, status: int | None, error: str | None, **extra
 
 
 @dataclass(order=True)
-class Delivery:
-    due: float
-    seq: int
+class Delivery(Scheduled):
     change: Outgoing = field(compare=False)
     attempt: int = field(default=1, compare=False)
-    duplicate: bool = field(default=False, compare=False)
     reordered: bool = field(default=False, compare=False)
 
 
-class Pusher:
+class Pusher(DeliveryQueue[Delivery]):
+    """17TRACK's pushes: signed, delayed, duplicated, overtaken by the parcel's next one, retried.
+
+    `wait_idle` does not wait for a held-back push: it waits for its successor, which overtakes it.
+    """
+
+    _options: SimOptions
+
     def __init__(self, state: SimState) -> None:
+        super().__init__(state.options, "sim17track-pusher")
         self._state = state
-        self._options = state.options
-        self._rng = random.Random(state.options.seed)
-        self._queue: list[Delivery] = []
         # Pushes held back until the parcel's next push has been queued: that one overtakes them.
         self._held: dict[tuple[str, int], Delivery] = {}
-        self._in_flight = 0
-        self._stopping = False
-        self._seq = itertools.count()
-        self._cond = threading.Condition()
-        self._session = requests.Session()  # used by the delivery thread only
-        self._thread = threading.Thread(target=self._run, name="sim17track-pusher", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        with self._cond:
-            self._stopping = True
-            self._cond.notify_all()
-        if self._thread.is_alive():
-            self._thread.join(timeout=self._options.push_timeout + 5)
-        self._session.close()
-
-    def submit(self, changes: list[Outgoing]) -> None:
-        with self._cond:
-            for change in changes:
-                self._plan(change)
-            self._cond.notify_all()
-
-    def wait_idle(self, timeout: float = 10.0) -> bool:
-        """Wait until nothing is queued or in flight (held-back pushes wait for their successor)."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._queue or self._in_flight:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._cond.wait(remaining)
-        return True
-
-    def _delay(self) -> float:
-        delay = self._options.delay_seconds
-        return self._rng.uniform(*delay) if isinstance(delay, tuple | list) else float(delay)
+    @property
+    def _request_timeout(self) -> float:
+        return self._options.push_timeout
 
     def _plan(self, change: Outgoing) -> None:
         delivery = Delivery(time.time() + self._delay(), next(self._seq), change)
@@ -124,32 +86,6 @@ class Pusher:
         self._enqueue(delivery)
         if overtaken is not None:
             self._enqueue(replace(overtaken, due=delivery.due + REORDER_GAP_SECONDS, reordered=True))
-
-    def _enqueue(self, delivery: Delivery) -> None:
-        heapq.heappush(self._queue, delivery)
-        if self._rng.random() < self._options.duplicate_rate:
-            again = delivery.due + REORDER_GAP_SECONDS + self._delay()
-            heapq.heappush(self._queue, replace(delivery, due=again, seq=next(self._seq), duplicate=True))
-
-    def _next_due(self) -> Delivery | None:
-        """Block until a delivery is due (None: stopping); the caller then owns it."""
-        with self._cond:
-            while not self._stopping:
-                wait = self._queue[0].due - time.time() if self._queue else None
-                if wait is not None and wait <= 0:
-                    self._in_flight += 1
-                    return heapq.heappop(self._queue)
-                self._cond.wait(wait)
-            return None
-
-    def _run(self) -> None:
-        while (delivery := self._next_due()) is not None:
-            try:
-                self._deliver(delivery)
-            finally:
-                with self._cond:
-                    self._in_flight -= 1
-                    self._cond.notify_all()
 
     def _deliver(self, delivery: Delivery) -> None:
         change = delivery.change
@@ -173,9 +109,7 @@ class Pusher:
         retries = self._options.retry_seconds
         if status != 200 and delivery.attempt <= len(retries):
             later = time.time() + retries[delivery.attempt - 1]
-            with self._cond:
-                heapq.heappush(self._queue, replace(delivery, due=later, attempt=delivery.attempt + 1))
-                self._cond.notify_all()
+            self._requeue(replace(delivery, due=later, attempt=delivery.attempt + 1))
 
 
 def replay(state: SimState, items: list[dict[str, Any]], now: datetime) -> dict[str, Any]:

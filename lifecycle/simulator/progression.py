@@ -1,13 +1,12 @@
 """Parcels moving along their scripted paths, one event per step, and the pushes that produces.
 
 `advance_all` changes state only (under the lock) and returns snapshots of what changed; `advance`
-builds the pushes from them and hands them to the pusher after the lock is released, and `Ticker`
-calls it every `step_seconds` in the background.
+builds the pushes from them and hands them to the pusher after the lock is released, and `tick`
+(the server's ticker) calls it every `step_seconds` in the background.
 """
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -137,25 +136,10 @@ def advance(state: SimState, pusher: Pusher, steps: int = 1, numbers: set[str] |
     return produced
 
 
-class Ticker:
-    """Advances every parcel each `interval` seconds, but only while a webhook URL is set."""
-
-    def __init__(self, state: SimState, pusher: Pusher, interval: float) -> None:
-        self._state, self._pusher, self._interval = state, pusher, interval
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="sim17track-ticker", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while not self._stopping.wait(self._interval):
-            with self._state.lock:
-                webhook_set = self._state.webhook_url is not None
-            if webhook_set:
-                advance(self._state, self._pusher)
+def tick(state: SimState, pusher: Pusher) -> None:
+    """The background step, every `step_seconds`: advance every parcel, but only while a webhook
+    URL is set."""
+    with state.lock:
+        webhook_set = state.webhook_url is not None
+    if webhook_set:
+        advance(state, pusher)

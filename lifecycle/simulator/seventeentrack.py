@@ -8,23 +8,24 @@ configurable duplicates, delays and reordering. Every call and every push attemp
 
 Modules: `state` (account, parcels, quota, rate window), `registry` and `queries` (endpoints),
 `trackinfo` (payload shapes), `scripts` and `progression` (paths, steps), `delivery` (pushes),
-`control` (the /_sim/ API), `carriers`, `codes`; `python -m lifecycle.simulator` runs it alone.
+`control` (the /_sim/ API), `carriers`, `codes`, `common` (what it shares with the CargoAi
+simulator); `python -m lifecycle.simulator` runs it alone.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import requests
 from flask import Flask, g, jsonify, request
-from werkzeug.serving import make_server
 
 from lifecycle.providers import pushes
 from lifecycle.simulator import codes, delivery, progression, queries, registry
 from lifecycle.simulator.codes import RequestError
+from lifecycle.simulator.common import BackgroundServer
 from lifecycle.simulator.control import add_control_routes
 from lifecycle.simulator.delivery import Pusher
 from lifecycle.simulator.state import TRACKING, Parcel, SimOptions, SimState, utcnow
@@ -131,55 +132,21 @@ def create_simulator(state: SimState, pusher: Pusher | None = None) -> Flask:
     return app
 
 
-class SimulatorServer:
+class SimulatorServer(BackgroundServer):
     """The simulator on a real port, in background threads; use it as a context manager.
 
     Options are the fields of `SimOptions` (rate_per_second, quota_total, daily_limit,
     webhook_url, step_seconds, duplicate_rate, reorder_rate, delay_seconds, ...).
     """
 
+    pusher: Pusher
+
     def __init__(self, api_key: str, host: str = "127.0.0.1", port: int = 0, **options: Any) -> None:
         self.state = SimState(api_key, SimOptions(**options))
-        self.pusher = Pusher(self.state)
-        self.app = create_simulator(self.state, self.pusher)
-        self._server = make_server(host, port, self.app, threaded=True)
-        self.url = f"http://{host}:{self._server.server_port}"
-        # A short poll interval: shutdown() waits for it, and tests start many simulators.
-        self._http = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="sim17track-http",
-            daemon=True,
-        )
-        step_seconds = self.state.options.step_seconds
-        self._ticker = progression.Ticker(self.state, self.pusher, step_seconds) if step_seconds else None
-        self._running = False
-
-    def __enter__(self) -> SimulatorServer:
-        self.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
-
-    def start(self) -> None:
-        self._running = True
-        self._http.start()
-        self.pusher.start()
-        if self._ticker:
-            self._ticker.start()
-
-    def stop(self) -> None:
-        """Stop progressing first, then pushing, then serving; idempotent."""
-        if not self._running:
-            return
-        self._running = False
-        if self._ticker:
-            self._ticker.stop()
-        self.pusher.stop()
-        self._server.shutdown()
-        self._server.server_close()
-        self._http.join(timeout=10)
+        pusher = Pusher(self.state)
+        tick = partial(progression.tick, self.state, pusher)  # every parcel, while a webhook is set
+        app = create_simulator(self.state, pusher)
+        super().__init__(app, pusher, tick, self.state.options.step_seconds, host, port, "sim17track")
 
     def add_parcel(self, number: str, carrier: int, tracking: str = TRACKING) -> Parcel:
         """A number registered elsewhere (no quota, no format check): tests seed the account so."""
