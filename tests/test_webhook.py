@@ -122,3 +122,16 @@ def test_broker_down_still_acknowledges_and_keeps_the_event(settings_factory):
     health = client.get("/healthz")
     assert health.status_code == 200
     assert health.json["status"] == "degraded" and health.json["broker"].startswith("error")
+
+
+def test_database_down_answers_503_so_17track_retries(settings_factory):
+    app = create_app(
+        settings_factory(
+            database_url="postgresql+psycopg://postgres@127.0.0.1:1/nowhere", broker_url="filesystem://"
+        )
+    )
+    client = app.test_client()
+    response = post_push(client, delivered("RR123456789CN"))
+    assert response.status_code == 503 and response.json["error"] == "storage_unavailable"
+    health = client.get("/healthz")
+    assert health.status_code == 503 and health.json["status"] == "down"
