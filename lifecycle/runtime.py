@@ -20,9 +20,10 @@ DRAIN_INBOX = "lifecycle.inbox.drain"
 FLUSH_OPERATIONS = "lifecycle.operations.flush"
 SWEEP = "lifecycle.maintenance.sweep"
 
-# 17TRACK counts requests as they arrive; a slightly longer window absorbs network jitter so that
-# calls bunched in transit still never exceed the limit in any one second at the provider.
-WINDOW_SECONDS = 1.1
+# 17TRACK counts requests as they arrive; a slightly longer window absorbs network jitter (40 ms
+# either way) so that calls bunched in transit still never exceed the limit in any one second at
+# the provider, at the price of 4% of the throughput.
+WINDOW_SECONDS = 1.04
 
 
 def init_app(app: Flask) -> None:

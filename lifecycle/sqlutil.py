@@ -25,10 +25,12 @@ def insert_ignoring_conflicts(
         return 0
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    stmt = insert(model).values(list(rows)).on_conflict_do_nothing(index_elements=conflict_columns)
-    # RETURNING counts reliably on both dialects (psycopg reports rowcount -1 here).
     primary_key = list(model.__table__.primary_key.columns)  # type: ignore[attr-defined]
-    return len(session.execute(stmt.returning(*primary_key)).all())
+    # The executemany form: one cached statement that SQLAlchemy pages ("insertmanyvalues"), so
+    # any number of rows stays under PostgreSQL's 65,535-parameter limit and is not recompiled.
+    # RETURNING counts reliably on both dialects (psycopg reports rowcount -1 here).
+    stmt = insert(model).on_conflict_do_nothing(index_elements=conflict_columns).returning(*primary_key)
+    return len(session.execute(stmt, [dict(row) for row in rows]).all())
 
 
 def is_retryable(exc: BaseException) -> bool:

@@ -233,3 +233,10 @@ def test_ledger_total_equals_a_direct_count_whatever_the_batching_and_repeats(ap
     rows = entries(app)
     assert sum(e.units for e in rows) == _direct_units(kinds, langs)
     assert len({e.idempotency_key for e in rows}) == len(rows)
+
+
+def test_a_large_batch_is_charged_in_one_call(app):
+    """4,000 events × 19 columns is past PostgreSQL's 65,535 parameters for a single statement."""
+    acct = account(plan="pro")
+    assert len(charge(app, acct, [register(n) for n in range(4000)])) == 4000
+    assert sum(e.units for e in entries(app)) == 4000
