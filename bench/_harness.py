@@ -28,8 +28,10 @@ PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 BROKER_URL = "redis://127.0.0.1:6379/14"
 API_KEY = "benchkey"
 PYTHON = sys.executable
-# Identical for both sides of every comparison; mirrors `manage.py serve`'s defaults.
-GUNICORN_OPTS = ["--workers", "2", "--worker-class", "gthread", "--threads", "16"]
+# lifecycle.celery.QUEUES: drain signals go to "inbox", provider flushes to "provider".
+CELERY_QUEUES = ("lifecycle", "inbox", "provider")
+# Identical for both sides of every comparison: `manage.py serve`'s own command line, defaults included.
+from lifecycle.cli.processes import SERVE_THREADS, SERVE_WORKERS, _gunicorn  # noqa: E402
 
 
 def free_port() -> int:
@@ -56,8 +58,28 @@ def wait_until(what: str, check, timeout: float, interval: float = 0.2):  # type
     raise TimeoutError(f"gave up after {timeout:.0f}s waiting for {what}")
 
 
+def max_per_second(times: list[float]) -> int:
+    """The most timestamps (seconds) falling in any one-second window: what a provider's limit sees."""
+    times = sorted(times)
+    most, start = 0, 0
+    for end, at in enumerate(times):
+        while at - times[start] >= 1.0:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
+
+
+def plain_url(database_url: str) -> str:
+    """The psycopg form of a SQLAlchemy URL (for direct connections from the bench itself)."""
+    return database_url.replace("+psycopg", "")
+
+
 def gunicorn(app: str, port: int) -> list[str]:
-    return [PYTHON, "-m", "gunicorn", app, "--bind", f"127.0.0.1:{port}", *GUNICORN_OPTS]
+    return _gunicorn("127.0.0.1", port, SERVE_WORKERS, SERVE_THREADS, app=app)
+
+
+# For reports: the options after the app and --bind.
+GUNICORN_OPTS = gunicorn("app", 0)[6:]
 
 
 def _term_to_exit(_signum: int, _frame: object) -> None:
@@ -138,6 +160,32 @@ class Harness:
             except subprocess.TimeoutExpired:
                 continue
 
+    def start_worker(self, env: dict[str, str], name: str = "worker", timeout: float = 90) -> float:
+        """`manage.py worker --concurrency 2`; returns (time.time()) when it logs 'ready.'."""
+        log = self.out / f"{name}.log"
+        offset = log.stat().st_size if log.exists() else 0
+        cmd = [PYTHON, "manage.py", "worker", "--concurrency", "2", "--hostname", f"{self.run_id}-{name}@%h"]
+        self.start(name, cmd, env)
+        wait_until(f"{name}'s 'ready.' line", lambda: b" ready." in log.read_bytes()[offset:], timeout, 0.05)
+        return time.time()
+
+    def foreign_workers(self) -> list[int]:
+        """Pids of Celery workers this bench did not start: if they use Redis db 14 too, they take our
+        signals and share the provider limiter (same API key), which skews rate figures."""
+        ours = {proc.pid for proc in self.procs.values()}
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+                group = os.getpgid(int(entry.name))
+            except (OSError, ProcessLookupError):
+                continue
+            if b"workers.celery_app" in cmdline and b"worker" in cmdline and group not in ours:
+                found.append(int(entry.name))
+        return found
+
     def serve(self, name: str, app: str, env: dict[str, str] | None = None) -> str:
         """Run a WSGI app under gunicorn on a free port; returns its base URL once /healthz answers."""
         port = free_port()
@@ -166,8 +214,13 @@ class Harness:
         try:
             self.drop_database()
         finally:
-            # Drain signals sent while no worker ran would otherwise wait in Redis for the next run.
-            try:
-                redis.Redis.from_url(BROKER_URL, socket_timeout=2).delete("lifecycle")
-            except redis.RedisError:
-                pass
+            # Signals sent while no worker ran would otherwise wait in Redis for the next run.
+            self.clear_queues()
+
+    @staticmethod
+    def clear_queues() -> None:
+        """Drop queued Celery signals in db 14 (left by earlier runs, for databases long gone)."""
+        try:
+            redis.Redis.from_url(BROKER_URL, socket_timeout=2).delete(*CELERY_QUEUES)
+        except redis.RedisError:
+            pass

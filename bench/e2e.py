@@ -32,7 +32,17 @@ from pathlib import Path
 import psycopg
 import redis
 import requests
-from _harness import API_KEY, BENCH_DIR, BROKER_URL, PYTHON, Harness, wait_until, write_pushes
+from _harness import (
+    API_KEY,
+    BENCH_DIR,
+    BROKER_URL,
+    CELERY_QUEUES,
+    PYTHON,
+    Harness,
+    max_per_second,
+    wait_until,
+    write_pushes,
+)
 
 # `lifecycle` is importable because _harness put the project root on sys.path.
 from lifecycle.providers import pushes
@@ -108,26 +118,16 @@ def stoptracks_settled(db: psycopg.Connection) -> bool:
     return db.execute(query).fetchone()[0] == 0
 
 
-def start_workers(h: Harness, env: dict[str, str]) -> None:
-    """Start the pool and return when it is consuming (its 'ready.' log line)."""
-    log = h.out / "worker.log"
-    offset = log.stat().st_size if log.exists() else 0
-    h.start(
-        "worker", [PYTHON, "manage.py", "worker", "--concurrency", "2", "--hostname", f"{h.run_id}@%h"], env
-    )
-    wait_until("the worker's 'ready.' line", lambda: b" ready." in log.read_bytes()[offset:], 90, 0.05)
-
-
 def run_phase(h, db, sim, url, env, name, count, workers_running, timeout):  # type: ignore[no-untyped-def]
     items, expected = make_pushes(name.upper(), count)
     after_id = db.execute("SELECT coalesce(max(id), 0) FROM inbox").fetchone()[0]
     first_post, t_first = utcnow(), time.time()
     posting = post_all(h, url, name, items, timeout)
     # Signals the web tier sent that no worker has taken yet (each is a Celery message).
-    result = {"posting": posting, "queued": BROKER.llen("lifecycle")}
+    result = {"posting": posting, "queued": sum(BROKER.llen(q) for q in CELERY_QUEUES)}
     if not workers_running:
         # Every 200 is a committed row, so all N are pending now; time the pool alone from here.
-        start_workers(h, env)
+        h.start_worker(env)
         t_first, first_post = time.time(), utcnow()
     pending, total, last, first = wait_until(
         f"{name}: inbox drained",
@@ -205,11 +205,6 @@ def verify(
     return problems
 
 
-def max_per_second(times: list[float]) -> int:
-    times.sort()
-    return max((sum(1 for t in times[i:] if t < start + 1.0) for i, start in enumerate(times)), default=0)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -245,7 +240,7 @@ def main() -> int:
         )
         with psycopg.connect(database_url.replace("+psycopg", ""), autocommit=True) as db:
             try:
-                start_workers(h, env)
+                h.start_worker(env)
                 for name in ("live", "drain"):
                     if name == "drain":
                         h.stop("worker")
