@@ -159,6 +159,11 @@ def test_replay_equals_live_and_prices_what_if_rule_sets(settings_factory, sim, 
         inbox.drain(db.new_session, batch_size=100)
         live = replay(db.engine, runtime.accounts())
         what_if = replay(db.engine, runtime.accounts(), "17track-per-cycle")
+        with db.new_session() as session:
+            report = quota_report(session, runtime.accounts_in_force(), utcnow())
+    per_delivered = report["providers"]["17track"]["cost_per_delivered_shipment"]
+    assert per_delivered["delivered"] == 4  # kept as a running total, not counted
+    assert per_delivered["units"] == "1.25"  # 5 units over 4 deliveries
     assert live["differences"] == []
     assert live["live"] == live["replay"] and live["live"]["units"] == 5
     # Per cycle: each of the 3 pushes per number moved a tracked, undelivered shipment.

@@ -103,6 +103,11 @@ def _zero_total(provider: str, scope: str, period: str, key: str) -> dict[str, A
             "units": 0, "entries": 0, "amount": Decimal(0), "unpriced_units": 0}  # fmt: skip
 
 
+def add_to_total(session: Session, provider: str, scope: str, period: str, key: str, units: int) -> None:
+    """Add to one running total outside the ledger (e.g. deliveries, for cost per delivered)."""
+    _upsert_add(session, [{**_zero_total(provider, scope, period, key), "units": units, "entries": units}])
+
+
 def _lock_bucket_totals(
     session: Session, provider: str, keys: set[tuple[str, str]]
 ) -> dict[tuple[str, str], int]:

@@ -17,7 +17,6 @@ from lifecycle.accounting import periods
 from lifecycle.accounting.ledger import Account, total_key
 from lifecycle.accounting.models import BudgetAlert, UsageTotal
 from lifecycle.operations.models import ServiceState
-from lifecycle.shipments.models import Shipment
 
 DAYS_PER_MONTH = Decimal(365) / 12
 
@@ -150,9 +149,7 @@ def _cost(session: Session, account: Account, when: datetime, month_row: UsageTo
 
 
 def _cost_per_delivered(session: Session, account: Account, when: datetime) -> dict[str, Any] | None:
-    delivered = session.scalar(
-        select(func.count()).where(Shipment.provider == account.provider, Shipment.status == "delivered")
-    )
+    delivered = _units(_total(session, account.provider, "shipments", "all", "delivered"))
     if not delivered:
         return None
     units = sum(

@@ -117,9 +117,10 @@ def process_batch(
     operations = 0
     for provider, items in by_provider.items():
         if items:
-            applied, created = _apply_isolating_poison(session, items, errors, appliers[provider])
+            applied, created, delivered = _apply_isolating_poison(session, items, errors, appliers[provider])
             outcomes |= applied
             operations += created
+            count_delivered(session, provider, delivered)
     _mark(session, rows, outcomes, errors)
     return outcomes, operations
 
@@ -133,30 +134,43 @@ Applier = Callable[[Session, list[tuple[int, Any]]], BatchEffects]
 
 def _apply_isolating_poison(
     session: Session, items: list[tuple[int, Any]], errors: dict[int, str], apply: Applier
-) -> tuple[dict[int, str], int]:
+) -> tuple[dict[int, str], int, int]:
     """Apply the batch in one go; if the database refuses it, retry row by row to find the culprit."""
     try:
         with session.begin_nested():
             effects = apply(session, items)
-        return effects.outcomes, len(effects.operations)
+        return effects.outcomes, len(effects.operations), _deliveries(effects)
     except Exception as exc:
         if is_retryable(exc):
             raise
         log.warning("batch of %d failed (%s); applying row by row", len(items), exc)
     outcomes: dict[int, str] = {}
-    created = 0
+    created = delivered = 0
     for row_id, item in items:
         try:
             with session.begin_nested():
                 effects = apply(session, [(row_id, item)])
             outcomes |= effects.outcomes
             created += len(effects.operations)
+            delivered += _deliveries(effects)
         except Exception as exc:
             if is_retryable(exc):
                 raise
             outcomes[row_id] = "failed"
             errors[row_id] = f"{exc.__class__.__name__}: {exc}"
-    return outcomes, created
+    return outcomes, created, delivered
+
+
+def _deliveries(effects: BatchEffects) -> int:
+    return sum(t["kind"] == "transition" and t["to_status"] == "delivered" for t in effects.transitions)
+
+
+def count_delivered(session: Session, provider: str, delivered: int) -> None:
+    """Keep the number of deliveries as a running total, so reports never count shipments."""
+    if delivered:
+        from lifecycle.accounting.ledger import add_to_total
+
+        add_to_total(session, provider, "shipments", "all", "delivered", delivered)
 
 
 def _apply_and_charge(

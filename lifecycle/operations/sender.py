@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lifecycle.accounting import events17
@@ -113,7 +114,12 @@ class Sender:
         self.report.paused["register"] = {"reason": reason, "until": until.isoformat()}
 
     def _load(self, session: Session, ids: list[int]) -> list[Operation]:
-        return [session.get_one(Operation, op_id) for op_id in ids]
+        """The operations, in claim order, with their shipments in the session: two queries."""
+        found = {op.id: op for op in session.scalars(select(Operation).where(Operation.id.in_(ids)))}
+        shipment_ids = [op.shipment_id for op in found.values() if op.shipment_id]
+        if shipment_ids:
+            list(session.scalars(select(Shipment).where(Shipment.id.in_(shipment_ids))))
+        return [found[op_id] for op_id in ids]
 
     def _items(self, kind: Kind, ids: list[int]) -> list[dict[str, Any]]:
         with self.session_factory() as session:
