@@ -2,11 +2,12 @@
 
     .venv/bin/python bench/webhook_ack.py [--smoke] [--duration 10] [--connections 64]
 
-Both apps run under gunicorn with identical settings (bench/_harness.py GUNICORN_OPTS) and are
-loaded by `wrk` with the same signed 17TRACK pushes. Ours verifies the signature, parses the
-envelope and commits each body to the PostgreSQL inbox before answering 200; the bare app only
-reads the body. The ratio ours/bare says how much of the web tier's capacity the durable ack costs.
-No Celery worker runs: the stored rows simply stay pending.
+Both apps run under gunicorn with identical settings, `manage.py serve`'s own command line
+(bench/_harness.py `gunicorn`), and are loaded by `wrk` with the same signed 17TRACK pushes.
+Ours verifies the signature, parses the envelope and commits each body to the PostgreSQL inbox
+before answering 200; the bare app only reads the body. The ratio ours/bare says how much of the
+web tier's capacity the durable ack costs. No Celery worker runs: the stored rows simply stay
+pending.
 """
 
 from __future__ import annotations
