@@ -154,7 +154,7 @@ class _HeldConnection:
     def get(self) -> Connection:
         if self._connection is None:
             connection = self._engine().connect()
-            if connection.dialect.name == "postgresql":
+            if _single_statement(connection):
                 # Reset by the pool when the connection goes back: other users keep transactions.
                 connection.execution_options(isolation_level="AUTOCOMMIT")
             self._connection = connection
@@ -191,8 +191,13 @@ def _commit(held: _HeldConnection, batch: list[_Pending]) -> list[int]:
         raise
 
 
+def _single_statement(connection: Connection) -> bool:
+    """PostgreSQL through psycopg 3 (what _PG_INSERT is written for); SQLite takes the portable way."""
+    return connection.dialect.name == "postgresql" and connection.dialect.driver == "psycopg"
+
+
 def _insert(connection: Connection, batch: list[_Pending]) -> list[int]:
-    if connection.dialect.name == "postgresql":
+    if _single_statement(connection):
         return _insert_postgresql(connection, batch)
     return _insert_portable(connection, batch)
 
