@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -17,19 +18,41 @@ bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 _STORED = WEBHOOKS.labels(provider=st.PROVIDER, result="stored")
 
 
-def _refuse(status: int, error: str, message: str):  # type: ignore[no-untyped-def]
-    WEBHOOKS.labels(provider=st.PROVIDER, result=error).inc()
+def refuse(provider: str, status: int, error: str, message: str):  # type: ignore[no-untyped-def]
+    WEBHOOKS.labels(provider=provider, result=error).inc()
     return jsonify(error=error, message=message), status
+
+
+def _refuse(status: int, error: str, message: str):  # type: ignore[no-untyped-def]
+    return refuse(st.PROVIDER, status, error, message)
+
+
+def read_body(provider: str) -> bytes | tuple:
+    """The raw body, or the 413 answer when it is over MAX_CONTENT_LENGTH."""
+    try:
+        return request.get_data(cache=False)
+    except RequestEntityTooLarge:
+        limit = current_app.config["MAX_CONTENT_LENGTH"]
+        return refuse(provider, 413, "too_large", f"body exceeds {limit} bytes")
+
+
+def store(provider: str, raw: bytes, stored_counter: Any):  # type: ignore[no-untyped-def]
+    """Commit the raw body to the inbox and answer 200; 503 (the provider retries) if it cannot."""
+    try:
+        inbox_id = runtime.inbox_writer().write(provider, raw)
+    except Exception:
+        current_app.logger.exception("could not store a %s webhook", provider)
+        return refuse(provider, 503, "storage_unavailable", "could not store the event; retry later")
+    stored_counter.inc()
+    return _stored(inbox_id)
 
 
 @bp.post("/17track")
 def seventeentrack():  # type: ignore[no-untyped-def]
     """Receive a 17TRACK push: 200 once its raw body is committed to the inbox."""
-    try:
-        raw = request.get_data(cache=False)
-    except RequestEntityTooLarge:
-        limit = current_app.config["MAX_CONTENT_LENGTH"]
-        return _refuse(413, "too_large", f"body exceeds {limit} bytes")
+    raw = read_body(st.PROVIDER)
+    if not isinstance(raw, bytes):
+        return raw
     key = runtime.settings().seventeentrack_api_key.get_secret_value()
     if not key:
         # Fail closed, and with a status 17TRACK retries: nothing is lost while it is configured.
@@ -42,13 +65,7 @@ def seventeentrack():  # type: ignore[no-untyped-def]
         return _refuse(400, "malformed_json", str(exc))
     except st.PushError as exc:
         return _refuse(400, "not_a_17track_event", str(exc))
-    try:
-        inbox_id = runtime.inbox_writer().write(st.PROVIDER, raw)
-    except Exception:
-        current_app.logger.exception("could not store a 17TRACK push")
-        return _refuse(503, "storage_unavailable", "could not store the event; retry later")
-    _STORED.inc()
-    return _stored(inbox_id)
+    return store(st.PROVIDER, raw, _STORED)
 
 
 def _stored(inbox_id: int) -> Response:

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import json
 
-from flask import Blueprint, current_app, jsonify, request
-from werkzeug.exceptions import RequestEntityTooLarge
+from flask import Blueprint, request
 
 from lifecycle import runtime
 from lifecycle.metrics import WEBHOOKS
 from lifecycle.providers import cargoai
+from lifecycle.web.webhooks import read_body, refuse, store
 
 bp = Blueprint("webhooks_cargoai", __name__, url_prefix="/webhooks")
 
 
+_STORED = WEBHOOKS.labels(provider=cargoai.PROVIDER, result="stored")
+
+
 def _refuse(status: int, error: str, message: str):  # type: ignore[no-untyped-def]
-    WEBHOOKS.labels(provider=cargoai.PROVIDER, result=error).inc()
-    return jsonify(error=error, message=message), status
+    return refuse(cargoai.PROVIDER, status, error, message)
 
 
 def _secrets() -> dict[str, str]:
@@ -32,10 +34,9 @@ def _secrets() -> dict[str, str]:
 @bp.post("/cargoai")
 def cargoai_callback():  # type: ignore[no-untyped-def]
     """Receive a CargoAi tracking callback: 200 once its raw body is committed to the inbox."""
-    try:
-        raw = request.get_data(cache=False)
-    except RequestEntityTooLarge:
-        return _refuse(413, "too_large", f"body exceeds {current_app.config['MAX_CONTENT_LENGTH']} bytes")
+    raw = read_body(cargoai.PROVIDER)
+    if not isinstance(raw, bytes):
+        return raw
     mode = runtime.settings().cargoai_callback_auth
     if not cargoai.authorised(mode, raw, request.headers, _secrets()):
         return _refuse(401, "unauthorised", f"callback authentication ({mode}) failed")
@@ -45,10 +46,4 @@ def cargoai_callback():  # type: ignore[no-untyped-def]
         return _refuse(400, "malformed_json", str(exc))
     except cargoai.CallbackError as exc:
         return _refuse(400, "not_a_cargoai_callback", str(exc))
-    try:
-        inbox_id = runtime.inbox_writer().write(cargoai.PROVIDER, raw)
-    except Exception:
-        current_app.logger.exception("could not store a CargoAi callback")
-        return _refuse(503, "storage_unavailable", "could not store the event; retry later")
-    WEBHOOKS.labels(provider=cargoai.PROVIDER, result="stored").inc()
-    return jsonify(status="stored", inbox_id=inbox_id), 200
+    return store(cargoai.PROVIDER, raw, _STORED)
