@@ -125,3 +125,20 @@ def app(settings: Settings):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def client(app):  # type: ignore[no-untyped-def]
     return app.test_client()
+
+
+@pytest.fixture
+def sim():  # type: ignore[no-untyped-def]
+    """The 17TRACK simulator over real HTTP, with this suite's API key."""
+    from lifecycle.simulator.seventeentrack import SimulatorServer
+
+    with SimulatorServer(API_KEY) as server:
+        yield server
+
+
+@pytest.fixture
+def sim_app(settings_factory, sim):  # type: ignore[no-untyped-def]
+    """The app pointed at the simulator."""
+    app = create_app(settings_factory(seventeentrack_api_url=sim.url))
+    yield app
+    db.engine.dispose()  # type: ignore[union-attr]

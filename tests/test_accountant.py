@@ -170,12 +170,6 @@ def test_replay_equals_live_and_prices_what_if_rule_sets(settings_factory, sim, 
     assert what_if["replay"]["units"] == 5 + 4 * 3
 
 
-def test_quota_report_reads_totals_not_the_ledger(app):
-    with app.app_context(), db.new_session() as session:
-        report = quota_report(session, runtime.accounts(), utcnow())
-    assert report["providers"]["17track"]["used"] == 0
-
-
 def test_a_bad_rule_file_stops_the_service_at_start_naming_the_line(settings_factory, tmp_path):
     from lifecycle.accounting.rules import RulesError
 

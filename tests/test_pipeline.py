@@ -5,15 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import pytest
 from celery.contrib.testing.worker import start_worker
 
 import workers.tasks  # noqa: F401  (registers the shared tasks on every Celery app)
 from lifecycle import create_app, runtime
 from lifecycle.extensions import db
 from lifecycle.inbox.models import InboxEvent
-from lifecycle.simulator.seventeentrack import SimulatorServer
-from tests.conftest import API_KEY
 from tests.helpers import count, delivered, in_transit, post_push, shipment, wait_for
 
 
@@ -21,12 +18,6 @@ from tests.helpers import count, delivered, in_transit, post_push, shipment, wai
 def running_worker(app) -> Iterator[None]:  # type: ignore[no-untyped-def]
     with start_worker(app.extensions["celery"], pool="solo", perform_ping_check=False, shutdown_timeout=30):
         yield
-
-
-@pytest.fixture
-def sim():  # type: ignore[no-untyped-def]
-    with SimulatorServer(API_KEY) as server:
-        yield server
 
 
 def test_signed_push_is_applied_and_delivered_shipment_stopped_by_the_worker(settings_factory, sim):

@@ -14,22 +14,7 @@ from lifecycle.operations import pause
 from lifecycle.operations.models import Operation
 from lifecycle.shipments.csv_import import import_csv
 from lifecycle.shipments.registration import Registration, check_number, register
-from lifecycle.simulator.seventeentrack import SimulatorServer
-from tests.conftest import API_KEY
 from tests.helpers import count, shipment
-
-
-@pytest.fixture
-def sim():  # type: ignore[no-untyped-def]
-    with SimulatorServer(API_KEY) as server:
-        yield server
-
-
-@pytest.fixture
-def sim_app(settings_factory, sim):  # type: ignore[no-untyped-def]
-    app = create_app(settings_factory(seventeentrack_api_url=sim.url))
-    yield app
-    db.engine.dispose()  # type: ignore[union-attr]
 
 
 def queue(app, *numbers: str, carrier: int | None = None):  # type: ignore[no-untyped-def]

@@ -9,22 +9,7 @@ from lifecycle import create_app, jobs
 from lifecycle.extensions import db
 from lifecycle.inbox import service as inbox
 from lifecycle.operations.models import Operation
-from lifecycle.simulator.seventeentrack import SimulatorServer
-from tests.conftest import API_KEY
 from tests.helpers import count, delivered, post_push, shipment
-
-
-@pytest.fixture
-def sim():  # type: ignore[no-untyped-def]
-    with SimulatorServer(API_KEY) as server:
-        yield server
-
-
-@pytest.fixture
-def sim_app(settings_factory, sim):  # type: ignore[no-untyped-def]
-    app = create_app(settings_factory(seventeentrack_api_url=sim.url))
-    yield app
-    db.engine.dispose()  # type: ignore[union-attr]
 
 
 def deliver(app, sim, numbers):  # type: ignore[no-untyped-def]

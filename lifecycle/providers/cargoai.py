@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from lifecycle.providers import awb
+from lifecycle.providers.seventeentrack import parse_time
 
 PROVIDER = "cargoai"
 
@@ -100,23 +101,16 @@ def check_envelope(payload: Any) -> None:
         raise CallbackError("no 'events', 'newEvents' or 'oldEvents' list")
 
 
-def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise CallbackError(f"unreadable eventDate {value!r}") from exc
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
-
-
 def _event(raw: Any) -> AwbEvent:
     if not isinstance(raw, dict) or not isinstance(raw.get("code"), str) or not raw["code"].strip():
         raise CallbackError(f"an event without a 'code': {str(raw)[:80]}")
     flight = raw.get("flight") if isinstance(raw.get("flight"), dict) else {}
     number = flight.get("number") or raw.get("flightNumber")
     return AwbEvent(
-        raw["code"].strip().upper(), _time(raw.get("eventDate")), raw.get("eventLocation"), number
+        raw["code"].strip().upper(),
+        parse_time(raw.get("eventDate"), CallbackError, "eventDate"),
+        raw.get("eventLocation"),
+        number,
     )
 
 

@@ -82,13 +82,14 @@ def map_status(main: str | None, sub: str | None) -> tuple[str | None, str | Non
     return None, verbatim
 
 
-def parse_time(value: Any) -> datetime | None:
+def parse_time(value: Any, error: type[ValueError] = PushError, what: str = "event time") -> datetime | None:
+    """An ISO-8601 time as aware UTC (no offset means UTC); None when absent; `error` when unreadable."""
     if not isinstance(value, str) or not value:
         return None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:
-        raise PushError(f"unreadable event time {value!r}") from exc
+        raise error(f"unreadable {what} {value!r}") from exc
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC)
