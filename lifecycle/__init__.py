@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
-from flask import Flask
+if TYPE_CHECKING:
+    from flask import Flask
 
-from config.settings import Settings, get_settings
+    from config.settings import Settings
 
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the Flask app (and its Celery app) from settings, the environment by default."""
+    # Imported here, not at module level: `manage.py --help` and read commands import this package
+    # and should not pay for Flask, Celery and the providers.
+    from flask import Flask
+
+    from config.settings import get_settings
     from lifecycle import runtime
     from lifecycle.celery import celery_init_app
     from lifecycle.extensions import db

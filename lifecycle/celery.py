@@ -9,6 +9,7 @@ from flask import Flask, has_app_context
 from kombu import Queue
 
 from config.settings import Settings
+from lifecycle.broker import TRANSPORT
 
 QUEUE = "lifecycle"
 # Inbox draining, provider calls and housekeeping wait in separate queues, so a flood of drain
@@ -47,6 +48,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     if settings.is_embedded_broker:
         folder = settings.broker_dir / "queue"
         folder.mkdir(parents=True, exist_ok=True)
+        # kombu's filesystem transport with atomic writes and claims (lifecycle/broker.py).
+        config["broker_transport"] = TRANSPORT
         config["broker_transport_options"] = {
             "data_folder_in": str(folder),
             "data_folder_out": str(folder),

@@ -48,8 +48,12 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-def _configure_sqlite(engine: Engine) -> None:
-    """WAL for concurrent readers, and BEGIN IMMEDIATE so a claim is a single-writer section."""
+def _configure_sqlite(engine: Engine, writes: bool) -> None:
+    """WAL for concurrent readers, and BEGIN IMMEDIATE so a claim is a single-writer section.
+
+    An engine that only reads begins deferred transactions: it never takes the write lock, so a read
+    command cannot wait behind (or hold up) a worker that is writing.
+    """
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -64,16 +68,16 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, writes: bool = True) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, writes)
         return engine
     return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
 

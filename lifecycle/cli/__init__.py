@@ -1,20 +1,92 @@
-"""`manage.py` commands, grouped by area."""
+"""`manage.py` commands, grouped by area.
+
+The table below is the one place that lists commands. A command's module is imported only when that
+command runs, so `manage.py --help` and a quick read command do not pay for the whole service
+(Flask, SQLAlchemy, Celery, the providers) before doing anything.
+"""
+
+from __future__ import annotations
+
+import importlib
 
 import click
 
-from lifecycle.cli import accounting, data, processes, provider17, simulate
+from lifecycle.cli.errors import explain_failures
+
+# section → command name → ("module:attribute", one-line help shown by `manage.py --help`).
+SECTIONS: dict[str, dict[str, tuple[str, str]]] = {
+    "Run the service": {
+        "run": ("processes:run", "Web server, worker and beat together (embedded default)."),
+        "serve": ("processes:serve", "Serve the web app with gunicorn (production)."),
+        "worker": ("processes:worker", "Run a Celery worker (any number, on any machine)."),
+        "beat": ("processes:beat", "Run the scheduler (exactly one per deployment)."),
+        "db": ("data:db", "Database schema: `db upgrade`."),
+        "simulate": ("simulate:simulate", "Try the whole service against the 17TRACK simulator."),
+    },
+    "Shipments": {
+        "register": ("provider17:register", "Register numbers (17TRACK, or CargoAi for AWBs)."),
+        "import": ("provider17:import_", "Import a CSV of numbers (number, carrier, lang, tag)."),
+        "stop": ("provider17:stop", "Stop tracking a number (stoptrack)."),
+        "retrack": ("provider17:retrack", "Restart a stopped number (free, once per number)."),
+        "change-carrier": ("provider17:change_carrier", "Move a number to another carrier (5 free)."),
+        "changeinfo": ("provider17:changeinfo", "Change a number's tag and/or language."),
+        "delete": ("provider17:delete", "Delete a number (registering it again is charged)."),
+        "sync": ("provider17:sync", "Fetch a number's current data (gettrackinfo, free)."),
+        "shipments": ("data:shipments", "List shipments and their state."),
+        "reconcile": ("provider17:reconcile", "Compare 17TRACK's list of numbers with ours."),
+    },
+    "Pipeline": {
+        "inbox": ("data:inbox", "Inbox counts, failed rows and their errors; requeue them."),
+        "operations": ("data:operations", "The outbox: queued, sent, failed, paused; last errors."),
+        "resume-registration": ("provider17:resume_registration", "Lift a registration pause."),
+    },
+    "Cost accountant": {
+        "quota": ("accounting:quota", "Quota used and remaining per bucket and provider."),
+        "plan": ("accounting:plan", "The cheapest plan for the observed volume, and savings."),
+        "replay": ("accounting:replay", "Rebuild state and ledger from the inbox; list differences."),
+    },
+    "Access": {
+        "create-token": ("provider17:create_token", "Create a token for the JSON API (shown once)."),
+    },
+}
 
 
-@click.group(help="Shipment lifecycle manager: webhooks in, state out, providers told.")
+def _entry(name: str) -> tuple[str, str] | None:
+    for commands in SECTIONS.values():
+        if name in commands:
+            return commands[name]
+    return None
+
+
+class LazyGroup(click.Group):
+    """A group whose commands are imported on first use, listed by section in `--help`."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [name for commands in SECTIONS.values() for name in commands]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = _entry(cmd_name)
+        if entry is None:
+            return None
+        module_name, attribute = entry[0].split(":")
+        module = importlib.import_module(f"lifecycle.cli.{module_name}")
+        return getattr(module, attribute)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        for section, commands in SECTIONS.items():
+            with formatter.section(section):
+                formatter.write_dl([(name, help_text) for name, (_, help_text) in commands.items()])
+
+    def invoke(self, ctx: click.Context) -> object:
+        with explain_failures():
+            return super().invoke(ctx)
+
+
+@click.group(
+    cls=LazyGroup,
+    help="Shipment lifecycle manager: webhooks in, state out, providers told.\n\n"
+    "Run commands as `.venv/bin/python manage.py COMMAND` (or `python manage.py` with .venv active); "
+    "every read command takes --json.",
+)
 def cli() -> None:
     pass
-
-
-for command in (
-    *processes.COMMANDS,
-    *data.COMMANDS,
-    *provider17.COMMANDS,
-    *accounting.COMMANDS,
-    simulate.simulate,
-):
-    cli.add_command(command)

@@ -132,5 +132,3 @@ def replay(as_json: bool, rule_set: str | None) -> None:
     if not report["differences"]:
         click.echo("  no differences")
 
-
-COMMANDS = (quota, plan, replay)

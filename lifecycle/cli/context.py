@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from flask import Flask
-from sqlalchemy.orm import Session
+
+if TYPE_CHECKING:
+    from flask import Flask
+    from sqlalchemy.orm import Session
 
 _app: Flask | None = None
 
@@ -30,6 +32,27 @@ def transaction() -> Iterator[Session]:
 
     with app().app_context(), db.new_session() as session, session.begin():
         yield session
+
+
+@contextmanager
+def read_session() -> Iterator[Session]:
+    """A session for a read command, without the web app, and never taking SQLite's write lock.
+
+    Building the whole app (Celery, rule files, provider clients) costs a second; a read needs only
+    the database.
+    """
+    from sqlalchemy.orm import Session
+
+    from config.settings import get_settings
+    from lifecycle import models  # noqa: F401  (every mapped class, so relationships resolve)
+    from lifecycle.db import make_engine
+
+    engine = make_engine(get_settings().database_url, writes=False)
+    try:
+        with Session(engine, expire_on_commit=False) as session:
+            yield session
+    finally:
+        engine.dispose()
 
 
 def nudge(task_name: str) -> None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
-from config.settings import get_settings
-from lifecycle import migrate
+from lifecycle.cli.context import read_session, transaction
 
 
 @click.group()
@@ -18,17 +18,12 @@ def db() -> None:
 @db.command()
 def upgrade() -> None:
     """Apply every pending migration to DATABASE_URL."""
+    from config.settings import get_settings
+    from lifecycle import migrate
+
     settings = get_settings()
     migrate.upgrade(settings.database_url)
     click.echo("database at head")
-
-
-def _session():  # type: ignore[no-untyped-def]
-    from lifecycle import create_app
-    from lifecycle.extensions import db as database
-
-    app = create_app()
-    return app, database.new_session()
 
 
 @click.command()
@@ -36,19 +31,21 @@ def _session():  # type: ignore[no-untyped-def]
 @click.option("--status", help="Filter by status (delivered, in_transit, …).")
 @click.option("--tracking", help="Filter by tracking state (tracking, stopping, stopped, …).")
 @click.option("--number", help="One tracking number.")
-@click.option("--limit", default=1000, show_default=True)
+@click.option("--limit", default=1000, show_default=True, type=click.IntRange(min=1))
 @click.option("--history", is_flag=True, help="Include each shipment's transitions.")
 def shipments(as_json: bool, status: str | None, tracking: str | None, number: str | None,
               limit: int, history: bool) -> None:  # fmt: skip
     """List shipments and their state."""
+    from lifecycle.operations.queries import retries_by_shipment
     from lifecycle.shipments import queries
 
-    _app, session = _session()
-    with session:
+    with read_session() as session:
         rows = queries.list_shipments(session, status=status, tracking=tracking, number=number, limit=limit)
+        retries = retries_by_shipment(session, [row.id for row in rows])
         items = []
         for shipment in rows:
             item = queries.shipment_json(shipment)
+            item["retrying"] = retries.get(shipment.id)
             if history:
                 item["transitions"] = [
                     queries.transition_json(t) for t in queries.history(session, shipment.id)
@@ -57,18 +54,42 @@ def shipments(as_json: bool, status: str | None, tracking: str | None, number: s
     if as_json:
         click.echo(json.dumps({"shipments": items}, indent=2))
         return
+    _print_shipments(items)
+
+
+def _note(item: dict[str, Any]) -> str:
+    """What an operator should know about a row: its last error, or the call being retried."""
+    if item["last_error"]:
+        return f"{item['error_code'] or ''} {item['last_error']}".strip()
+    retry = item.get("retrying")
+    if retry:
+        return (
+            f"{retry['kind']} retrying (attempt {retry['attempts']}, next {retry['next_attempt_at']}): "
+            f"{retry['last_error']}"
+        )
+    return ""
+
+
+def _print_shipments(items: list[dict[str, Any]]) -> None:
     if not items:
         click.echo("no shipments")
         return
     click.echo(
-        f"{'PROVIDER':8} {'NUMBER':24} {'CARRIER':>7} {'STATUS':20} {'TRACKING':9} {'LAST EVENT':20} NOTE"
+        f"{'PROVIDER':8} {'NUMBER':24} {'CARRIER':>7} {'STATUS':20} {'TRACKING':9} {'ORIGIN':10} "
+        f"{'LAST EVENT':20} NOTE"
     )
     for item in items:
-        note = f"{item['error_code'] or ''} {item['last_error']}".strip() if item["last_error"] else ""
         click.echo(
             f"{item['provider']:8} {item['number']:24} {item['carrier'] or '-':>7} "
-            f"{item['status']:20} {item['tracking']:9} {item['last_event_at'] or '-':20} {note}"
+            f"{item['status']:20} {item['tracking']:9} {item['origin']:10} {item['last_event_at'] or '-':20} "
+            f"{_note(item)}".rstrip()
         )
+        for transition in item.get("transitions", []):
+            mark = "" if transition["kind"] == "applied" else f"  ({transition['kind']})"
+            click.echo(
+                f"    {transition['event_time'] or '-':20} {transition['from'] or '-'} → {transition['to']}"
+                f"{'  ' + transition['sub_status'] if transition['sub_status'] else ''}{mark}"
+            )
 
 
 @click.command()
@@ -81,9 +102,11 @@ def inbox(as_json: bool, requeue_failed: bool) -> None:
     from lifecycle.inbox import service
     from lifecycle.inbox.models import FAILED, InboxEvent
 
-    _app, session = _session()
-    with session, session.begin():
-        requeued = service.requeue_failed(session) if requeue_failed else 0
+    requeued = 0
+    if requeue_failed:
+        with transaction() as session:
+            requeued = service.requeue_failed(session)
+    with read_session() as session:
         counts = dict(
             session.execute(select(InboxEvent.status, func.count()).group_by(InboxEvent.status)).all()
         )
@@ -107,9 +130,9 @@ def operations(as_json: bool) -> None:
     from sqlalchemy import func, select
 
     from lifecycle.operations.models import FAILED, Operation, ServiceState
+    from lifecycle.operations.queries import retrying
 
-    _app, session = _session()
-    with session:
+    with read_session() as session:
         counts: dict[str, dict[str, int]] = {}
         stmt = select(Operation.kind, Operation.status, func.count()).group_by(
             Operation.kind, Operation.status
@@ -124,7 +147,8 @@ def operations(as_json: bool) -> None:
             {"kind": o.kind, "number": o.number, "code": o.result_code, "message": o.result_message}
             for o in session.scalars(failed_stmt)
         ]
-    report = {"counts": counts, "pauses": pauses, "recent_failures": failures}
+        retries = retrying(session)
+    report = {"counts": counts, "pauses": pauses, "recent_failures": failures, "retrying": retries}
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
@@ -134,6 +158,10 @@ def operations(as_json: bool) -> None:
         click.echo(f"PAUSED {key}: {value['code']} {value['reason']} (until {value['until'] or 'resumed'})")
     for failure in failures:
         click.echo(f"failed {failure['kind']} {failure['number']}: {failure['code']} {failure['message']}")
-
-
-COMMANDS = (db, shipments, inbox, operations)
+    for retry in retries:
+        click.echo(
+            f"retrying {retry['kind']} {retry['number']} (attempt {retry['attempts']}, next "
+            f"{retry['next_attempt_at']}): {retry['last_error']}"
+        )
+    if not counts:
+        click.echo("no operations")

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
-import time
 
 import click
 
-from config.settings import PROJECT_ROOT, get_settings
-from lifecycle import migrate
+from config.settings import PROJECT_ROOT
 
 CELERY = [sys.executable, "-m", "celery", "-A", "workers.celery_app"]
 
@@ -35,35 +31,21 @@ def _gunicorn(host: str, port: int, workers: int, threads: int, app: str = "life
 
 
 def _upgrade_embedded() -> None:
+    from config.settings import get_settings
+    from lifecycle import migrate
+
     settings = get_settings()
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
     if settings.is_sqlite:
         migrate.upgrade(settings.database_url)
 
 
-def supervise(commands: list[list[str]], grace_seconds: float = 20.0) -> int:
-    """Run child processes until one exits or we get SIGINT/SIGTERM, then stop them all."""
-    children = [subprocess.Popen(cmd, cwd=PROJECT_ROOT, start_new_session=True) for cmd in commands]
-    stop_requested = False
+def _check_port(host: str, port: int) -> None:
+    from lifecycle.cli.supervisor import port_problem
 
-    def request_stop(_signum: int, _frame: object) -> None:
-        nonlocal stop_requested
-        stop_requested = True
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
-    while not stop_requested and all(child.poll() is None for child in children):
-        time.sleep(0.2)
-    for child in children:
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + grace_seconds
-    for child in children:
-        try:
-            child.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
-    return 0 if stop_requested else 1
+    problem = port_problem(host, port)
+    if problem:
+        raise click.ClickException(problem)
 
 
 @click.command()
@@ -71,11 +53,19 @@ def supervise(commands: list[list[str]], grace_seconds: float = 20.0) -> int:
 @click.option("--port", default=8000, show_default=True, type=int)
 def run(host: str, port: int) -> None:
     """Run web server, worker and beat together (embedded default: SQLite, no broker server)."""
+    from config.settings import get_settings
+    from lifecycle.cli.startup import provider_warnings
+    from lifecycle.cli.supervisor import Supervisor
+
+    _check_port(host, port)
     _upgrade_embedded()
+    for warning in provider_warnings(get_settings()):
+        click.echo(f"warning: {warning}", err=True)
     click.echo(f"lifecycle: http://{host}:{port}  (Ctrl-C stops everything)")
     web = _gunicorn(host, port, workers=1, threads=16)
     worker = [*CELERY, "worker", "--beat", "--pool", "threads", "--concurrency", "2", "--loglevel", "INFO"]
-    sys.exit(supervise([web, worker]))
+    supervisor = Supervisor({"web": web, "worker": worker}, cwd=PROJECT_ROOT, echo=click.echo)
+    sys.exit(supervisor.run())
 
 
 @click.command()
@@ -85,6 +75,7 @@ def run(host: str, port: int) -> None:
 @click.option("--threads", default=SERVE_THREADS, show_default=True, type=int)
 def serve(host: str, port: int, workers: int, threads: int) -> None:
     """Serve the web app with gunicorn (production)."""
+    _check_port(host, port)
     _upgrade_embedded()
     command = _gunicorn(host, port, workers, threads)
     os.execv(command[0], command)
@@ -104,6 +95,3 @@ def beat(celery_args: tuple[str, ...]) -> None:
     """Run the scheduler (exactly one per deployment)."""
     command = [*CELERY, "beat", "--loglevel", "INFO", *celery_args]
     os.execv(command[0], command)
-
-
-COMMANDS = (run, serve, worker, beat)

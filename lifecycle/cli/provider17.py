@@ -8,8 +8,10 @@ from collections.abc import Callable
 
 import click
 
-from lifecycle.cli.context import app, emit, nudge, transaction
-from lifecycle.runtime import FLUSH_OPERATIONS
+from lifecycle.cli.context import app, emit, nudge, read_session, transaction
+
+# The operations task name, as in lifecycle.runtime (not imported here: it loads the whole service).
+FLUSH_OPERATIONS = "lifecycle.operations.flush"
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 carrier_option = click.option("--carrier", type=int, help="17TRACK carrier number (needed if several).")
@@ -18,7 +20,7 @@ carrier_option = click.option("--carrier", type=int, help="17TRACK carrier numbe
 def _report_pause(as_json: bool) -> None:
     from lifecycle.operations import pause
 
-    with transaction() as session:
+    with read_session() as session:
         held = pause.current(session, "17track", "register")
     if held and not as_json:
         click.echo(
@@ -31,18 +33,41 @@ def _report_pause(as_json: bool) -> None:
 @click.command()
 @click.argument("numbers", nargs=-1, required=True)
 @carrier_option
-@click.option("--lang", help="Translation language (costs 1 more quota).")
+@click.option("--lang", help="17TRACK: translation language (costs 1 more quota).")
 @click.option("--tag", help="Your reference, echoed back in pushes.")
+@click.option(
+    "--provider",
+    type=click.Choice(["17track", "cargoai"]),
+    help="Default: AWB-shaped numbers (PPP-SSSSSSSC) go to CargoAi, anything else to 17TRACK.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["push", "pull"]),
+    help="CargoAi: subscription with callbacks (push) or polling (pull); default CARGOAI_MODE.",
+)
+@click.option("--email", "emails", multiple=True, help="CargoAi: e-mail notified of updates (repeatable).")
+@click.option("--airline-code", help="CargoAi: the airline's IATA code, for interline AWBs.")
 @json_option
-def register(
-    numbers: tuple[str, ...], carrier: int | None, lang: str | None, tag: str | None, as_json: bool
-) -> None:
-    """Register tracking numbers with 17TRACK (batched, rate-limited, never twice)."""
+def register(numbers: tuple[str, ...], carrier: int | None, lang: str | None, tag: str | None,
+             provider: str | None, mode: str | None, emails: tuple[str, ...], airline_code: str | None,
+             as_json: bool) -> None:  # fmt: skip
+    """Register numbers: 17TRACK, or CargoAi for AWBs (batched, rate-limited, never twice)."""
+    from lifecycle import runtime
     from lifecycle.shipments.registration import Registration
     from lifecycle.shipments.registration import register as queue_registrations
 
+    requests = [
+        Registration(n, carrier, lang, tag, provider, mode, emails, airline_code and airline_code.upper())
+        for n in numbers
+    ]
     with transaction() as session:
-        outcomes = queue_registrations(session, [Registration(n, carrier, lang, tag) for n in numbers])
+        config = runtime.settings()
+        outcomes = queue_registrations(
+            session,
+            requests,
+            default_mode=config.cargoai_mode,
+            cargoai_configured=bool(config.cargoai_api_key.get_secret_value()),
+        )
     if any(o.ok for o in outcomes):
         nudge(FLUSH_OPERATIONS)
     lines = [f"{o.number}: {o.message}" for o in outcomes]
@@ -63,9 +88,15 @@ def import_(path, as_json: bool) -> None:  # type: ignore[no-untyped-def]
         if not as_json:
             click.echo(f"line {line}: {number!r}: {message}", err=True)
 
+    from lifecycle import runtime
+
     with app().app_context():
         report = import_csv(
-            path, db.new_session, on_problem=problem, on_chunk=lambda: nudge(FLUSH_OPERATIONS)
+            path,
+            db.new_session,
+            on_problem=problem,
+            on_chunk=lambda: nudge(FLUSH_OPERATIONS),
+            cargoai_configured=bool(runtime.settings().cargoai_api_key.get_secret_value()),
         )
     nudge(FLUSH_OPERATIONS)
     summary = (
@@ -184,4 +215,4 @@ def create_token(name: str) -> None:
     click.echo(token)
 
 
-COMMANDS = (register, import_, *_commands(), reconcile, resume_registration, create_token)
+stop, retrack, change_carrier, delete, changeinfo, sync = _commands()

@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import click
 import requests
@@ -33,16 +35,17 @@ def _wait_healthy(base: str, child: subprocess.Popen[bytes], timeout: float = 60
 
 def _summary(env: dict[str, str]) -> tuple[Counter[str], Counter[str]]:
     from sqlalchemy import select
+    from sqlalchemy.orm import Session
 
-    from config.settings import Settings
-    from lifecycle import create_app
-    from lifecycle.extensions import db
+    from lifecycle.db import make_engine
     from lifecycle.shipments.models import Shipment
 
-    app = create_app(Settings(var_dir=env["VAR_DIR"]))
-    with app.app_context(), db.new_session() as session:
-        rows = session.execute(select(Shipment.status, Shipment.tracking)).all()
-    db.engine.dispose()  # type: ignore[union-attr]
+    engine = make_engine(f"sqlite:///{Path(env['VAR_DIR']) / 'lifecycle.sqlite3'}", writes=False)
+    try:
+        with Session(engine) as session:
+            rows = session.execute(select(Shipment.status, Shipment.tracking)).all()
+    finally:
+        engine.dispose()
     return Counter(s for s, _ in rows), Counter(t for _, t in rows)
 
 
@@ -55,20 +58,75 @@ def _register(env: dict[str, str], count: int) -> None:
         )  # fmt: skip
 
 
+def _choose_port(port: int) -> int:
+    """The port to start the service on: a free one when 0, else the one asked for if it is free.
+
+    The demo only ever talks to the service it started itself, so a taken port is refused rather
+    than shared with whatever is listening there (a `make run` of the user's, say).
+    """
+    from lifecycle.cli.supervisor import port_problem
+
+    if port == 0:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            return int(probe.getsockname()[1])
+    problem = port_problem("127.0.0.1", port)
+    if problem:
+        raise click.ClickException(problem.replace("--port", "simulate --port (or leave it out)"))
+    return port
+
+
 @click.command()
-@click.option("--count", default=50, show_default=True, help="How many numbers to register.")
-@click.option("--port", default=8000, show_default=True, type=int, help="Port of the service.")
-@click.option("--step-seconds", default=3.0, show_default=True, help="How often simulated parcels move.")
-@click.option("--duplicate-rate", default=0.1, show_default=True, help="Share of pushes delivered twice.")
-@click.option("--reorder-rate", default=0.1, show_default=True, help="Share of pushes delivered late.")
-def simulate(count: int, port: int, step_seconds: float, duplicate_rate: float, reorder_rate: float) -> None:
+@click.option(
+    "--count",
+    default=50,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="How many numbers to register.",
+)
+@click.option(
+    "--port",
+    default=0,
+    type=click.IntRange(0, 65535),
+    help="Port for the demo service (default: a free one; never one already in use).",
+)
+@click.option(
+    "--step-seconds",
+    default=3.0,
+    show_default=True,
+    type=click.FloatRange(0.05, 3600),
+    help="How often simulated parcels move.",
+)
+@click.option(
+    "--duplicate-rate",
+    default=0.1,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Share of pushes delivered twice.",
+)
+@click.option(
+    "--reorder-rate",
+    default=0.1,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Share of pushes delivered late.",
+)
+@click.option("--until-settled", is_flag=True, help="Exit (0) once most shipments are settled.")
+@click.option(
+    "--timeout", default=0.0, type=click.FloatRange(0), help="Give up after this many seconds (exit 1)."
+)
+def simulate(count: int, port: int, step_seconds: float, duplicate_rate: float, reorder_rate: float,
+             until_settled: bool, timeout: float) -> None:  # fmt: skip
     """Run the service against the 17TRACK simulator: register numbers, watch them get delivered.
 
-    State lives in var/simulate/, wiped at each start; your own var/ is not touched.
+    State lives in VAR_DIR/simulate/, wiped at each start; your own database is not touched, and no
+    17TRACK account is needed.
     """
+    from config.settings import get_settings
     from lifecycle.simulator.seventeentrack import SimulatorServer
 
-    var_dir = PROJECT_ROOT / "var" / "simulate"
+    var_dir = get_settings().var_dir / "simulate"
+    port = _choose_port(port)
     # A demo starts from nothing, and never touches the real state in var/.
     shutil.rmtree(var_dir, ignore_errors=True)
     base = f"http://127.0.0.1:{port}"
@@ -85,22 +143,27 @@ def simulate(count: int, port: int, step_seconds: float, duplicate_rate: float, 
         }
         click.echo(f"simulator at {sim.url}; service at {base} (state in {var_dir}); Ctrl-C to stop")
         child = subprocess.Popen(
-            [sys.executable, "manage.py", "run", "--port", str(port)], cwd=PROJECT_ROOT, env=env
-        )
+            [sys.executable, "manage.py", "run", "--port", str(port)],
+            cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        settled = False
         try:
             _wait_healthy(base, child)
             _register(env, count)
-            _watch(env, sim, count)
+            settled = _watch(env, sim, count, until_settled, timeout)
         except KeyboardInterrupt:
             pass
         finally:
             child.send_signal(signal.SIGTERM)
             child.wait(timeout=60)
+    if until_settled and not settled:
+        raise click.ClickException(f"not settled within {timeout:.0f} s")
 
 
-def _watch(env: dict[str, str], sim, count: int) -> None:  # type: ignore[no-untyped-def]
+def _watch(env: dict[str, str], sim, count: int, until_settled: bool, timeout: float) -> bool:  # type: ignore[no-untyped-def]
     announced = False
-    while True:
+    deadline = time.monotonic() + timeout if timeout else None
+    while deadline is None or time.monotonic() < deadline:
         statuses, tracking = _summary(env)
         calls = Counter(c["endpoint"] for c in sim.calls())
         click.echo(
@@ -111,4 +174,7 @@ def _watch(env: dict[str, str], sim, count: int) -> None:  # type: ignore[no-unt
         if not announced and settled >= count * 0.8 and not tracking["stopping"]:
             announced = True
             click.echo("most shipments are settled (delivered ones stopped); Ctrl-C to stop")
+            if until_settled:
+                return True
         time.sleep(2)
+    return announced

@@ -59,6 +59,7 @@ def import_csv(
     session_factory: Callable[[], Session],
     on_problem: Callable[[int, str, str], None] = lambda line, number, message: None,
     on_chunk: Callable[[], None] = lambda: None,
+    cargoai_configured: bool = True,
 ) -> ImportReport:
     """Queue every good row; report every bad one, in line order, with its line number."""
     report = ImportReport()
@@ -70,9 +71,9 @@ def import_csv(
         except ValueError as exc:
             chunk.append((line, row[0] if row else "", str(exc)))
         if len(chunk) >= CHUNK:
-            _flush(chunk, session_factory, report, on_problem)
+            _flush(chunk, session_factory, report, on_problem, cargoai_configured)
             on_chunk()
-    _flush(chunk, session_factory, report, on_problem)
+    _flush(chunk, session_factory, report, on_problem, cargoai_configured)
     return report
 
 
@@ -81,11 +82,12 @@ def _flush(
     session_factory: Callable[[], Session],
     report: ImportReport,
     on_problem: Callable[[int, str, str], None],
+    cargoai_configured: bool,
 ) -> None:
     registrations = [parsed for _, _, parsed in chunk if isinstance(parsed, Registration)]
     if registrations:
         with session_factory() as session, session.begin():
-            outcomes = iter(register(session, registrations))
+            outcomes = iter(register(session, registrations, cargoai_configured=cargoai_configured))
     for line, number, parsed in chunk:
         if isinstance(parsed, str):
             report.malformed += 1

@@ -25,6 +25,10 @@ PROVIDER = "17track"
 NUMBER_PATTERN = re.compile(r"^[A-Za-z0-9-]{5,50}$")
 # States in which the number may be registered (again): never sent, refused, or deleted.
 REGISTRABLE = ("deleted", "rejected")
+NO_CARGOAI_KEY = (
+    "CargoAi is not configured: set CARGOAI_API_KEY (and restart) to track AWBs, "
+    "or pass --provider 17track to send this number to 17TRACK"
+)
 
 
 def check_number(raw: str) -> str:
@@ -40,8 +44,16 @@ def check_number(raw: str) -> str:
     return number
 
 
-def register(session: Session, requests: Sequence[Registration], default_mode: str = "push") -> list[Outcome]:
-    """Queue registrations with the right provider; returns one outcome per request, in order."""
+def register(
+    session: Session,
+    requests: Sequence[Registration],
+    default_mode: str = "push",
+    cargoai_configured: bool = True,
+) -> list[Outcome]:
+    """Queue registrations with the right provider; returns one outcome per request, in order.
+
+    Without a CargoAi key, AWBs are refused at once: a queued subscription could never be sent.
+    """
     outcomes: list[Outcome | None] = [None] * len(requests)
     by_provider: dict[str, list[int]] = {}
     for index, request in enumerate(requests):
@@ -50,6 +62,8 @@ def register(session: Session, requests: Sequence[Registration], default_mode: s
         chosen = [requests[i] for i in indexes]
         if provider == PROVIDER:
             results = _register_17track(session, chosen)
+        elif provider == "cargoai" and not cargoai_configured:
+            results = [Outcome(r.number, False, NO_CARGOAI_KEY) for r in chosen]
         elif provider == "cargoai":
             results = cargoai_subscriptions.subscribe(session, chosen, default_mode)
         else:

@@ -124,7 +124,12 @@ def register_shipments():  # type: ignore[no-untyped-def]
     if body.get("provider") not in (None, "17track", "cargoai"):
         abort(422, f"provider {body['provider']!r} is not supported (17track or cargoai)")
     with db.new_session() as session, session.begin():
-        outcomes = register(session, _registrations(body), default_mode=runtime.settings().cargoai_mode)
+        outcomes = register(
+            session,
+            _registrations(body),
+            default_mode=runtime.settings().cargoai_mode,
+            cargoai_configured=bool(runtime.settings().cargoai_api_key.get_secret_value()),
+        )
     if any(o.ok for o in outcomes):
         runtime.signal(runtime.FLUSH_OPERATIONS)
     return jsonify(results=[o.as_json() for o in outcomes]), 202
@@ -134,7 +139,10 @@ _ACTIONS: dict[str, Callable[..., Any]] = {
     "stop": lambda s, n, c, b: commands.stop(s, n, c),
     "retrack": lambda s, n, c, b: commands.retrack(s, n, c),
     "sync": lambda s, n, c, b: commands.sync(s, n, c),
-    "change-carrier": lambda s, n, c, b: commands.change_carrier(s, n, int(b["carrier_new"]), c),
+    # `to` as in the CLI's `change-carrier --to`; `carrier_new` (17TRACK's own name) keeps working.
+    "change-carrier": lambda s, n, c, b: commands.change_carrier(
+        s, n, int(b.get("to", b.get("carrier_new"))), c
+    ),
     "changeinfo": lambda s, n, c, b: commands.change_info(
         s, n, tag=b.get("tag"), lang=b.get("lang"), carrier=c
     ),
