@@ -1,7 +1,9 @@
 """Typed settings read from the environment (and `.env` when present).
 
 Every variable has an embedded default, so a fresh checkout runs with no configuration:
-SQLite under `var/` and a broker that needs no server (kombu's filesystem transport).
+SQLite under `var/` and a broker that needs no server (kombu's filesystem transport, made atomic in
+`lifecycle/broker.py`). Every field is one row of the README's "Environment" table and one line of
+`.env.example`; a test keeps the three in step.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ VAR_DIR = PROJECT_ROOT / "var"
 
 
 class Settings(BaseSettings):
-    """The service's configuration; names match DESIGN.md's public interface."""
+    """The service's configuration: each field is read from the upper-case environment variable."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
 
@@ -68,6 +70,8 @@ class Settings(BaseSettings):
     allow_overage: bool = False
     quota_rules_dir: Path = PROJECT_ROOT / "config" / "quota_rules"
     public_base_url: str = "http://127.0.0.1:8000"
+    # Both set: this admin is created at start if no admin with that email exists yet.
+    admin_email: str = ""
     admin_password: SecretStr | None = None
 
     webhook_max_bytes: int = 1024 * 1024
@@ -85,6 +89,8 @@ class Settings(BaseSettings):
     sync_silent_hours: float = 24.0
     sync_interval_seconds: float = 900.0
     log_level: str = "INFO"
+    # gunicorn's access log (one line per request) costs some 50 µs of CPU a request: opt-in.
+    access_log: bool = False
 
     @model_validator(mode="after")
     def _embedded_defaults(self) -> Settings:

@@ -24,7 +24,9 @@ def _gunicorn(host: str, port: int, workers: int, threads: int, app: str = "life
         "--bind", f"{host}:{port}", "--workers", str(workers),
         "--worker-class", "gthread", "--threads", str(threads),
     ]  # fmt: skip
-    if os.environ.get("ACCESS_LOG"):
+    from config.settings import get_settings
+
+    if get_settings().access_log:
         # Opt-in: even into /dev/null, gunicorn formats a line per request (some 50 µs of CPU each).
         command += ["--access-logfile", "-"]
     return command
