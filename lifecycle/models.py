@@ -2,6 +2,7 @@
 
 from lifecycle.accounting.models import BudgetAlert, LedgerEntry, UsageTotal
 from lifecycle.api.tokens import ApiToken
+from lifecycle.cleanup.models import Heartbeat, JobAlert, JobRun
 from lifecycle.inbox.models import InboxEvent
 from lifecycle.operations.models import Operation, ServiceState
 from lifecycle.shipments.models import Shipment, Transition
@@ -9,7 +10,10 @@ from lifecycle.shipments.models import Shipment, Transition
 __all__ = [
     "ApiToken",
     "BudgetAlert",
+    "Heartbeat",
     "InboxEvent",
+    "JobAlert",
+    "JobRun",
     "LedgerEntry",
     "Operation",
     "ServiceState",
