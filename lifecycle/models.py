@@ -2,7 +2,7 @@
 
 from lifecycle.accounting.models import BudgetAlert, LedgerEntry, UsageTotal
 from lifecycle.api.tokens import ApiToken
-from lifecycle.cleanup.models import Heartbeat, JobAlert, JobRun
+from lifecycle.cleanup.models import Heartbeat, InboxRetry, JobAlert, JobRun
 from lifecycle.inbox.models import InboxEvent
 from lifecycle.operations.models import Operation, ServiceState
 from lifecycle.shipments.models import Shipment, Transition
@@ -12,6 +12,7 @@ __all__ = [
     "BudgetAlert",
     "Heartbeat",
     "InboxEvent",
+    "InboxRetry",
     "JobAlert",
     "JobRun",
     "LedgerEntry",

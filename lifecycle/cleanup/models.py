@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Index, Integer, String, Text, UniqueConstraint, false
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from lifecycle.db import Base, BigId, UTCDateTime, utcnow
@@ -59,3 +59,13 @@ class JobAlert(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     raised_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class InboxRetry(Base):
+    """How often the retry job has put a failed inbox row back, so it stops after a limit."""
+
+    __tablename__ = "inbox_retries"
+
+    inbox_id: Mapped[int] = mapped_column(ForeignKey("inbox.id", ondelete="CASCADE"), primary_key=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_retried_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,4 +1,4 @@
-"""job runs, heartbeats and job alerts
+"""job runs, heartbeats, job alerts and inbox retries
 
 Revision ID: 0005
 Revises: 0004
@@ -59,9 +59,20 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_job_alerts")),
         sa.UniqueConstraint("key", name=op.f("uq_job_alerts_key")),
     )
+    op.create_table(
+        "inbox_retries",
+        sa.Column("inbox_id", BigId, nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("last_retried_at", lifecycle.db.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["inbox_id"], ["inbox.id"], name=op.f("fk_inbox_retries_inbox_id_inbox"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("inbox_id", name=op.f("pk_inbox_retries")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("inbox_retries")
     op.drop_table("job_alerts")
     with op.batch_alter_table("heartbeats", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_heartbeats_beat_at"))
