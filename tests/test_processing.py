@@ -125,7 +125,7 @@ def test_poison_row_is_marked_failed_and_does_not_block_the_batch(app, client):
     with app.app_context():
         with db.new_session() as session:
             failed = session.scalars(select(InboxEvent).where(InboxEvent.status == "failed")).one()
-        assert "carrier must be an integer" in failed.error
+        assert "data.carrier: Input should be a valid integer" in failed.error
         assert shipment("RR1").status == "in_transit" and shipment("RR3").status == "delivered"
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session
 
 from lifecycle.accounting.rules import BillableEvent
@@ -17,6 +17,7 @@ from lifecycle.db import utcnow
 from lifecycle.inbox.models import FAILED, PENDING, PROCESSED, InboxEvent
 from lifecycle.providers import cargoai
 from lifecycle.providers import seventeentrack as st
+from lifecycle.providers.validation import readable, readable_message
 from lifecycle.shipments.apply import BatchEffects, apply_pushes
 from lifecycle.shipments.apply_cargoai import apply_callbacks
 from lifecycle.sqlutil import is_retryable
@@ -78,36 +79,76 @@ def _process_batch_with_retry(
             with session_factory() as session, session.begin():
                 return process_batch(session, batch_size, charger)
         except Exception as exc:
-            if not is_retryable(exc) or attempt == 4:
-                raise
-            # Another worker holds locks we need (deadlock victim): the whole batch rolls back.
-            time.sleep(0.05 * (attempt + 1))
+            if is_retryable(exc):
+                if attempt == 4:
+                    raise
+                # Another worker holds locks we need (deadlock victim): the whole batch rolls back.
+                time.sleep(0.05 * (attempt + 1))
+                continue
+            # Something no savepoint contained (a failing commit, say): find the row that causes it.
+            log.warning("inbox batch failed (%s); processing its rows one by one", readable(exc))
+            return _process_rows_alone(session_factory, batch_size, charger)
     raise AssertionError("unreachable")
 
 
+def _process_rows_alone(
+    session_factory: Callable[[], Session], batch_size: int, charger: Charger | None
+) -> tuple[dict[int, str], int]:
+    """Each pending row in a transaction of its own; a row that still fails is marked failed alone."""
+    with session_factory() as session:
+        ids = list(session.scalars(_pending().with_only_columns(InboxEvent.id).limit(batch_size)))
+    outcomes: dict[int, str] = {}
+    operations = 0
+    for row_id in ids:
+        try:
+            with session_factory() as session, session.begin():
+                done, created = process_batch(session, 1, charger, only_id=row_id)
+        except Exception as exc:
+            if is_retryable(exc):
+                raise
+            done, created = _mark_failed_alone(session_factory, row_id, exc), 0
+        outcomes |= done
+        operations += created
+    return outcomes, operations
+
+
+def _mark_failed_alone(session_factory: Callable[[], Session], row_id: int, exc: Exception) -> dict[int, str]:
+    log.warning("inbox row %d failed on its own: %s", row_id, readable(exc))
+    with session_factory() as session, session.begin():
+        marked = session.execute(
+            update(InboxEvent)
+            .where(InboxEvent.id == row_id, InboxEvent.status == PENDING)
+            .values(status=FAILED, outcome="failed", error=readable(exc), processed_at=utcnow())
+        ).rowcount
+    return {row_id: "failed"} if marked else {}
+
+
+def _pending() -> Select[tuple[InboxEvent]]:
+    return select(InboxEvent).where(InboxEvent.status == PENDING).order_by(InboxEvent.id)
+
+
 def process_batch(
-    session: Session, batch_size: int, charger: Charger | None = None
+    session: Session, batch_size: int, charger: Charger | None = None, only_id: int | None = None
 ) -> tuple[dict[int, str], int]:
     """Claim up to `batch_size` pending rows, apply them and mark each; in the caller's transaction."""
-    stmt = (
-        select(InboxEvent)
-        .where(InboxEvent.status == PENDING)
-        .order_by(InboxEvent.id)
-        .limit(batch_size)
-        .with_for_update(skip_locked=True)
-    )
+    stmt = _pending().limit(batch_size).with_for_update(skip_locked=True)
+    if only_id is not None:
+        stmt = stmt.where(InboxEvent.id == only_id)
     rows = list(session.scalars(stmt))
     if not rows:
         return {}, 0
     errors: dict[int, str] = {}
     by_provider: dict[str, list[tuple[int, Any]]] = {st.PROVIDER: [], cargoai.PROVIDER: []}
     for row in rows:
+        if row.provider not in _PARSERS:
+            errors[row.id] = f"no processor for provider {row.provider!r}"
+            continue
         try:
             by_provider[row.provider].append((row.id, _PARSERS[row.provider](row.body)))
-        except KeyError:
-            errors[row.id] = f"no processor for provider {row.provider!r}"
         except (st.PushError, cargoai.CallbackError) as exc:
-            errors[row.id] = str(exc)
+            errors[row.id] = readable_message(exc)
+        except Exception as exc:  # whatever else a body provokes, it fails alone (invariant 8)
+            errors[row.id] = readable(exc)
     received = {row.id: row.received_at for row in rows}
     appliers: dict[str, Applier] = {
         st.PROVIDER: lambda s, items: _apply_and_charge(s, items, charger, received),
@@ -143,7 +184,7 @@ def _apply_isolating_poison(
     except Exception as exc:
         if is_retryable(exc):
             raise
-        log.warning("batch of %d failed (%s); applying row by row", len(items), exc)
+        log.warning("batch of %d failed (%s); applying row by row", len(items), readable(exc))
     outcomes: dict[int, str] = {}
     created = delivered = 0
     for row_id, item in items:
@@ -157,7 +198,7 @@ def _apply_isolating_poison(
             if is_retryable(exc):
                 raise
             outcomes[row_id] = "failed"
-            errors[row_id] = f"{exc.__class__.__name__}: {exc}"
+            errors[row_id] = readable(exc)
     return outcomes, created, delivered
 
 

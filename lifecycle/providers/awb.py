@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-_SHAPE = re.compile(r"^\s*(\d{3})[-\s]?(\d{7})(\d)\s*$")
+_SHAPE = re.compile(r"^\s*([0-9]{3})[-\s]?([0-9]{7})([0-9])\s*$")
 
 
 def looks_like_awb(raw: str) -> bool:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from lifecycle.providers import awb
+from lifecycle.providers.payloads_cargoai import CallbackBody, Event
 from lifecycle.providers.seventeentrack import parse_time
+from lifecycle.providers.validation import describe, load_json
 
 PROVIDER = "cargoai"
 
@@ -78,7 +81,9 @@ def authorised(mode: str, raw_body: bytes, headers: Any, secrets: dict[str, str]
         return True
     if mode == "hmac":
         key, given = secrets.get("api_key", ""), headers.get("cargoai-api-key") or ""
-        return bool(key and given) and hmac.compare_digest(hmac_signature(raw_body, key), given.strip())
+        # Compared as bytes: compare_digest refuses non-ASCII str, and a header may hold anything.
+        expected_hmac = hmac_signature(raw_body, key).encode()
+        return bool(key and given) and hmac.compare_digest(expected_hmac, _header_bytes(given))
     expected = ""
     if mode == "bearer" and secrets.get("token"):
         expected = f"Bearer {secrets['token']}"
@@ -86,7 +91,11 @@ def authorised(mode: str, raw_body: bytes, headers: Any, secrets: dict[str, str]
         pair = f"{secrets['user']}:{secrets.get('password', '')}".encode()
         expected = f"Basic {base64.b64encode(pair).decode()}"
     given = headers.get("Authorization") or ""
-    return bool(expected) and hmac.compare_digest(expected.encode(), given.strip().encode())
+    return bool(expected) and hmac.compare_digest(expected.encode(), _header_bytes(given))
+
+
+def _header_bytes(value: str) -> bytes:
+    return value.strip().encode("utf-8", "replace")
 
 
 def check_envelope(payload: Any) -> None:
@@ -101,33 +110,29 @@ def check_envelope(payload: Any) -> None:
         raise CallbackError("no 'events', 'newEvents' or 'oldEvents' list")
 
 
-def _event(raw: Any) -> AwbEvent:
-    if not isinstance(raw, dict) or not isinstance(raw.get("code"), str) or not raw["code"].strip():
-        raise CallbackError(f"an event without a 'code': {str(raw)[:80]}")
-    flight = raw.get("flight") if isinstance(raw.get("flight"), dict) else {}
-    number = flight.get("number") or raw.get("flightNumber")
-    return AwbEvent(
-        raw["code"].strip().upper(),
-        parse_time(raw.get("eventDate"), CallbackError, "eventDate"),
-        raw.get("eventLocation"),
-        number,
-    )
+def _event(raw: Event) -> AwbEvent:
+    code = raw.code.strip().upper()
+    if not code:
+        raise CallbackError("an event with an empty 'code'")
+    flight = (raw.flight.number if raw.flight else None) or raw.flightNumber
+    return AwbEvent(code, parse_time(raw.eventDate, CallbackError, "eventDate"), raw.eventLocation, flight)
 
 
 def parse_callback(raw_body: bytes) -> Callback:
     """Every distinct event of `oldEvents`, `newEvents` and `events`, oldest first."""
-    try:
-        payload = json.loads(raw_body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CallbackError(f"malformed JSON: {exc}") from exc
+    payload = load_json(raw_body, CallbackError)
     check_envelope(payload)
     try:
-        number = awb.normalise(payload["awb"])
+        body = CallbackBody.model_validate(payload)
+    except ValidationError as exc:
+        raise CallbackError(describe(exc)) from None
+    try:
+        number = awb.normalise(body.awb)
     except ValueError as exc:
         raise CallbackError(str(exc)) from exc
     seen: dict[str, AwbEvent] = {}
-    for name in ("oldEvents", "events", "newEvents"):
-        for raw in payload.get(name) or []:
+    for events in (body.oldEvents, body.events, body.newEvents):
+        for raw in events or []:
             event = _event(raw)
             seen.setdefault(event.dedupe_key, event)
     ordered = sorted(

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from pydantic import ValidationError
+
+from lifecycle.providers.numbers import normalise_17track
+from lifecycle.providers.payloads17 import LatestEvent, LatestStatus, PushEnvelope
+from lifecycle.providers.validation import describe, load_json
 
 PROVIDER = "17track"
 EVENT_UPDATED = "TRACKING_UPDATED"
@@ -30,6 +35,8 @@ _MAIN_STATUS = {
 }
 # Sub-statuses that name a state of their own in our vocabulary.
 _SUB_STATUS = {"Exception_Returning": "returning", "Exception_Returned": "returned"}
+# The sub_status column's width: unknown values are kept verbatim up to it.
+MAX_SUB_STATUS = 64
 
 
 class PushError(ValueError):
@@ -56,7 +63,9 @@ def sign(raw_body: bytes, api_key: str) -> str:
 def signature_is_valid(raw_body: bytes, header: str | None, api_key: str) -> bool:
     if not header or not api_key:
         return False
-    return hmac.compare_digest(sign(raw_body, api_key), header.strip().lower())
+    # Compared as bytes: compare_digest refuses non-ASCII str, and a header may hold anything.
+    given = header.strip().lower().encode("utf-8", "replace")
+    return hmac.compare_digest(sign(raw_body, api_key).encode(), given)
 
 
 def check_envelope(payload: Any) -> None:
@@ -77,9 +86,9 @@ def map_status(main: str | None, sub: str | None) -> tuple[str | None, str | Non
     if sub in _SUB_STATUS:
         return _SUB_STATUS[sub], sub
     if main in _MAIN_STATUS:
-        return _MAIN_STATUS[main], sub
+        return _MAIN_STATUS[main], sub[:MAX_SUB_STATUS] if sub else sub
     verbatim = "/".join(part for part in (main, sub) if part) or None
-    return None, verbatim
+    return None, verbatim[:MAX_SUB_STATUS] if verbatim else None
 
 
 def parse_time(value: Any, error: type[ValueError] = PushError, what: str = "event time") -> datetime | None:
@@ -88,44 +97,38 @@ def parse_time(value: Any, error: type[ValueError] = PushError, what: str = "eve
         return None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise error(f"unreadable {what} {value!r}") from exc
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
-
-
-def _latest_event_time(track_info: dict[str, Any]) -> tuple[datetime | None, str | None]:
-    latest = track_info.get("latest_event") or {}
-    when = parse_time(latest.get("time_utc")) or parse_time(latest.get("time_iso"))
-    return when, latest.get("description")
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:  # overflow: year 1 or 9999 shifted out of range
+        raise error(f"unreadable {what} {value[:60]!r}") from exc
 
 
 def parse_push(raw_body: bytes) -> Push:
-    """Parse a stored push body; raises PushError with a readable reason."""
-    try:
-        payload = json.loads(raw_body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PushError(f"malformed JSON: {exc}") from exc
+    """Parse a stored push body; raises PushError with a readable reason whatever the body holds."""
+    payload = load_json(raw_body, PushError)
     check_envelope(payload)
-    data = payload["data"]
-    carrier = data.get("carrier") or 0
-    if not isinstance(carrier, int) or isinstance(carrier, bool):
-        raise PushError(f"carrier must be an integer, got {carrier!r}")
-    base = {"event": payload["event"], "number": data["number"].strip(), "carrier": carrier}
-    base["tag"] = data.get("tag") if isinstance(data.get("tag"), str) else None
-    if payload["event"] != EVENT_UPDATED:
+    try:
+        envelope = PushEnvelope.model_validate(payload)
+    except ValidationError as exc:
+        raise PushError(describe(exc)) from None
+    data = envelope.data
+    number = normalise_17track(data.number)
+    if not number:
+        raise PushError("missing 'data.number' string")
+    base = {"event": envelope.event, "number": number, "carrier": data.carrier or 0, "tag": data.tag}
+    if envelope.event != EVENT_UPDATED:
         return Push(**base)
-    track_info = data.get("track_info")
-    if not isinstance(track_info, dict):
+    if data.track_info is None:
         raise PushError("TRACKING_UPDATED without a 'track_info' object")
-    latest_status = track_info.get("latest_status") or {}
-    status, sub_status = map_status(latest_status.get("status"), latest_status.get("sub_status"))
-    event_time, description = _latest_event_time(track_info)
+    latest_status = data.track_info.latest_status or LatestStatus()
+    latest_event = data.track_info.latest_event or LatestEvent()
+    status, sub_status = map_status(latest_status.status, latest_status.sub_status)
+    event_time = parse_time(latest_event.time_utc) or parse_time(latest_event.time_iso)
     return Push(
         **base,
         status=status,
         sub_status=sub_status,
         event_time=event_time,
-        description=description,
+        description=latest_event.description,
     )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import re
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -14,12 +12,13 @@ from sqlalchemy import select
 from lifecycle import runtime
 from lifecycle.api.tokens import authenticate
 from lifecycle.extensions import db
+from lifecycle.providers.numbers import normalise
 from lifecycle.shipments import commands, queries
 from lifecycle.shipments.models import Shipment
-from lifecycle.shipments.registration import Registration, register
+from lifecycle.shipments.registration import register
+from lifecycle.web import api_input
 
 bp = Blueprint("api", __name__, url_prefix="/api")
-MAX_NUMBERS_PER_REQUEST = 1000
 PAGE_SIZE = 100
 
 
@@ -36,24 +35,11 @@ def token_required(view: Callable[..., Any]) -> Callable[..., Any]:
     return wrapped
 
 
-def _cursor(after_id: int | None) -> str | None:
-    return base64.urlsafe_b64encode(str(after_id).encode()).decode() if after_id else None
-
-
-def _after_id(cursor: str | None) -> int:
-    if not cursor:
-        return 0
-    try:
-        return int(base64.urlsafe_b64decode(cursor.encode()).decode())
-    except ValueError:
-        abort(400, "invalid cursor")
-
-
 @bp.get("/shipments")
 @token_required
 def list_shipments():  # type: ignore[no-untyped-def]
     args = request.args
-    limit = min(args.get("limit", PAGE_SIZE, type=int), 1000)
+    limit = api_input.int_arg(args, "limit", PAGE_SIZE, 1, api_input.MAX_PAGE) or PAGE_SIZE
     with db.new_session() as session:
         rows = queries.list_shipments(
             session,
@@ -61,21 +47,23 @@ def list_shipments():  # type: ignore[no-untyped-def]
             status=args.get("status"),
             tracking=args.get("tracking"),
             prefix=args.get("q"),
-            stale_days=args.get("stale_days", type=float),
-            after_id=_after_id(args.get("cursor")),
+            stale_days=api_input.stale_days(args),
+            after_id=api_input.after_id(args.get("cursor")),
             limit=limit,
         )
         items = [queries.shipment_json(s) for s in rows]
-    next_cursor = _cursor(rows[-1].id) if len(rows) == limit else None
+    next_cursor = api_input.encode_cursor(rows[-1].id) if rows and len(rows) == limit else None
     return jsonify(shipments=items, next_cursor=next_cursor)
 
 
 @bp.get("/shipments/<provider>/<number>")
 @token_required
 def show_shipment(provider: str, number: str):  # type: ignore[no-untyped-def]
-    stmt = select(Shipment).where(Shipment.provider == provider, Shipment.number == number.upper())
-    if request.args.get("carrier", type=int):
-        stmt = stmt.where(Shipment.carrier == request.args.get("carrier", type=int))
+    number = normalise(provider, number)
+    stmt = select(Shipment).where(Shipment.provider == provider, Shipment.number == number)
+    carrier = api_input.int_arg(request.args, "carrier", None, 0, api_input.MAX_CARRIER)
+    if carrier:
+        stmt = stmt.where(Shipment.carrier == carrier)
     with db.new_session() as session:
         found = list(session.scalars(stmt))
         if not found:
@@ -91,42 +79,19 @@ def show_shipment(provider: str, number: str):  # type: ignore[no-untyped-def]
     return jsonify(shipment=result[0], others=result[1:])
 
 
-def _registrations(body: dict[str, Any]) -> list[Registration]:
-    defaults = {k: body.get(k) for k in ("carrier", "lang", "tag", "mode", "emails", "airline_code")}
-    entries = body.get("shipments") or [{"number": n, **defaults} for n in body.get("numbers") or []]
-    if body.get("number"):
-        entries = [{"number": body["number"], **defaults}]
-    if not entries or not isinstance(entries, list):
-        abort(400, "give 'number', 'numbers': [...] or 'shipments': [{number, carrier, lang, tag}]")
-    if len(entries) > MAX_NUMBERS_PER_REQUEST:
-        abort(413, f"at most {MAX_NUMBERS_PER_REQUEST} numbers per request; use manage.py import for more")
-    try:
-        return [_registration(e, body.get("provider")) for e in entries]
-    except (KeyError, TypeError, ValueError) as exc:
-        abort(400, f"bad shipment entry: {exc}")
-
-
-def _registration(entry: dict[str, Any], provider: str | None) -> Registration:
-    carrier = int(entry["carrier"]) if entry.get("carrier") else None
-    return Registration(
-        str(entry["number"]), carrier, entry.get("lang"), entry.get("tag"),
-        entry.get("provider") or provider, entry.get("mode"), tuple(entry.get("emails") or ()),
-        entry.get("airline_code"),
-    )  # fmt: skip
-
-
 @bp.post("/shipments")
 @token_required
 def register_shipments():  # type: ignore[no-untyped-def]
-    body = request.get_json(silent=True)
+    body = api_input.json_body()
     if not isinstance(body, dict):
         abort(400, "JSON object expected")
     if body.get("provider") not in (None, "17track", "cargoai"):
-        abort(422, f"provider {body['provider']!r} is not supported (17track or cargoai)")
+        abort(422, f"provider {str(body['provider'])[:40]!r} is not supported (17track or cargoai)")
+    requested = api_input.registrations(body)
     with db.new_session() as session, session.begin():
         outcomes = register(
             session,
-            _registrations(body),
+            requested,
             default_mode=runtime.settings().cargoai_mode,
             cargoai_configured=bool(runtime.settings().cargoai_api_key.get_secret_value()),
         )
@@ -161,7 +126,7 @@ def lifecycle_action(provider: str, number: str, action: str):  # type: ignore[n
         abort(404, f"no lifecycle commands for provider {provider!r} yet")
     if action not in _ACTIONS:
         abort(404, f"unknown action {action!r}; one of {', '.join(_ACTIONS)}")
-    body = request.get_json(silent=True) or {}
+    body = api_input.action_body()
     try:
         with db.new_session() as session, session.begin():
             outcome = _ACTIONS[action](session, number, body.get("carrier"), body)
@@ -178,8 +143,6 @@ def quota():  # type: ignore[no-untyped-def]
     from lifecycle.accounting.reports import quota_report
     from lifecycle.db import utcnow
 
-    period = request.args.get("period")
-    if period and not re.fullmatch(r"\d{4}-\d{2}", period):
-        abort(400, "period must be YYYY-MM")
+    period = api_input.period(request.args)
     with db.new_session() as session:
         return jsonify(quota_report(session, runtime.accounts_in_force(), utcnow(), period))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -11,6 +10,11 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from lifecycle import runtime
 from lifecycle.metrics import WEBHOOKS
 from lifecycle.providers import seventeentrack as st
+from lifecycle.providers.validation import load_json
+
+
+class MalformedJson(ValueError):
+    """The body is not JSON this service can read (syntax, encoding, huge integers, nesting)."""
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 
@@ -29,11 +33,28 @@ def _refuse(status: int, error: str, message: str):  # type: ignore[no-untyped-d
 
 def read_body(provider: str) -> bytes | tuple:
     """The raw body, or the 413 answer when it is over MAX_CONTENT_LENGTH."""
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
     try:
+        if request.content_length is None and request.environ.get("wsgi.input_terminated"):
+            # Chunked: Werkzeug would silently cut the body at the limit; read one byte more to know.
+            raw = _read_at_most(request.environ["wsgi.input"], limit + 1)
+            if len(raw) > limit:
+                raise RequestEntityTooLarge()
+            return raw
         return request.get_data(cache=False)
     except RequestEntityTooLarge:
-        limit = current_app.config["MAX_CONTENT_LENGTH"]
         return refuse(provider, 413, "too_large", f"body exceeds {limit} bytes")
+
+
+def _read_at_most(stream: Any, size: int) -> bytes:
+    chunks, left = [], size
+    while left > 0:
+        chunk = stream.read(min(left, 65536))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
 
 
 def store(provider: str, raw: bytes, stored_counter: Any):  # type: ignore[no-untyped-def]
@@ -60,9 +81,11 @@ def seventeentrack():  # type: ignore[no-untyped-def]
     if not st.signature_is_valid(raw, request.headers.get("sign"), key):
         return _refuse(401, "bad_signature", "missing or invalid 'sign' header")
     try:
-        st.check_envelope(json.loads(raw))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        payload = load_json(raw, MalformedJson)
+    except MalformedJson as exc:
         return _refuse(400, "malformed_json", str(exc))
+    try:
+        st.check_envelope(payload)
     except st.PushError as exc:
         return _refuse(400, "not_a_17track_event", str(exc))
     return store(st.PROVIDER, raw, _STORED)

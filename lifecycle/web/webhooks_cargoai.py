@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
-
 from flask import Blueprint, request
 
 from lifecycle import runtime
 from lifecycle.metrics import WEBHOOKS
 from lifecycle.providers import cargoai
-from lifecycle.web.webhooks import read_body, refuse, store
+from lifecycle.providers.validation import load_json
+from lifecycle.web.webhooks import MalformedJson, read_body, refuse, store
 
 bp = Blueprint("webhooks_cargoai", __name__, url_prefix="/webhooks")
 
@@ -41,9 +40,11 @@ def cargoai_callback():  # type: ignore[no-untyped-def]
     if not cargoai.authorised(mode, raw, request.headers, _secrets()):
         return _refuse(401, "unauthorised", f"callback authentication ({mode}) failed")
     try:
-        cargoai.check_envelope(json.loads(raw))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        payload = load_json(raw, MalformedJson)
+    except MalformedJson as exc:
         return _refuse(400, "malformed_json", str(exc))
+    try:
+        cargoai.check_envelope(payload)
     except cargoai.CallbackError as exc:
         return _refuse(400, "not_a_cargoai_callback", str(exc))
     return store(cargoai.PROVIDER, raw, _STORED)

@@ -1,0 +1,94 @@
+"""Shared pieces of the provider payload models: text types, JSON decoding and readable errors.
+
+A validly signed body may still hold anything (invariant 8): these turn every surprise into one
+`ValueError` subclass with a message an operator can read, so a bad row fails alone.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BeforeValidator, StrictStr, ValidationError
+
+# Kept in `inbox.error` and shown in the admin: long enough to say what is wrong, never the body.
+MAX_ERROR_CHARS = 500
+
+
+def _no_lone_surrogates(value: str) -> str:
+    """Identifiers must be valid unicode: a lone surrogate cannot be stored in any database."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"invalid unicode (lone surrogate at position {exc.start})") from None
+    return value
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def storable(value: str) -> str:
+    """Free text made storable: a lone surrogate becomes U+FFFD instead of failing the event."""
+    return _SURROGATE.sub("\ufffd", value)
+
+
+def _storable_or_none(value: Any) -> Any:
+    return storable(value) if isinstance(value, str) else value
+
+
+def _truncate(limit: int) -> AfterValidator:
+    return AfterValidator(lambda value: value[:limit])
+
+
+# A code or identifier: a JSON string of valid unicode (numbers, lists, objects are refused).
+Identifier = Annotated[StrictStr, AfterValidator(_no_lone_surrogates)]
+
+
+def free_text(limit: int) -> Any:
+    """Descriptive text: a string, made storable and cut to `limit` characters."""
+    return Annotated[StrictStr, BeforeValidator(_storable_or_none), _truncate(limit)]
+
+
+def load_json(raw: bytes, error: type[ValueError]) -> Any:
+    """Decode a body; every way JSON can fail (syntax, encoding, huge integers, nesting) → `error`."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise error("malformed JSON: nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, integers over 4,300 digits
+        raise error(f"malformed JSON: {readable(exc)}") from None
+
+
+def describe(exc: ValidationError) -> str:
+    """`data.carrier: Input should be a valid integer (got 'DHL')`, for the first few problems."""
+    parts = []
+    for problem in exc.errors(include_url=False)[:3]:
+        where = ".".join(str(part) for part in problem["loc"]) or "body"
+        shown = _short_repr(problem.get("input"))
+        parts.append(f"{where}: {problem['msg']} (got {shown})")
+    more = exc.error_count() - len(parts)
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+def _short_repr(value: Any) -> str:
+    try:
+        text = repr(value)
+    except Exception:  # a value whose repr fails (an integer too long to print, say)
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def readable(exc: BaseException) -> str:
+    """An exception as one storable line: class, message, no lone surrogates, bounded length."""
+    try:
+        message = str(exc)
+    except Exception:
+        message = ""
+    text = f"{exc.__class__.__name__}: {message}" if message else exc.__class__.__name__
+    return storable(text)[:MAX_ERROR_CHARS]
+
+
+def readable_message(exc: BaseException) -> str:
+    """A parser's own error: its message alone (it already says what is wrong), made storable."""
+    return storable(str(exc))[:MAX_ERROR_CHARS]
