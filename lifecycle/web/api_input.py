@@ -110,7 +110,7 @@ def action_body() -> dict[str, Any]:
         return {}
     body = json_body(raw)
     if not isinstance(body, dict):
-        bad_request("the body must be a JSON object, e.g. {\"carrier\": 3011}")
+        bad_request('the body must be a JSON object, e.g. {"carrier": 3011}')
     try:
         ActionBody.model_validate(body)
     except ValidationError as exc:

@@ -16,6 +16,7 @@ from lifecycle.providers.validation import load_json
 class MalformedJson(ValueError):
     """The body is not JSON this service can read (syntax, encoding, huge integers, nesting)."""
 
+
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 
 # Every accepted push goes through here: the counter child is bound once, not looked up per request.
