@@ -19,6 +19,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     from config.settings import get_settings
     from lifecycle import runtime
+    from lifecycle.admin import init_app as init_admin
     from lifecycle.celery import celery_init_app
     from lifecycle.extensions import db
     from lifecycle.web import register_blueprints
@@ -36,6 +37,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     celery_init_app(app, settings)
     runtime.init_app(app)
     register_blueprints(app)
+    init_admin(app)
     return app
 
 

@@ -1,6 +1,7 @@
 """Every model, imported in one place for Alembic and for `Base.metadata`."""
 
 from lifecycle.accounting.models import BudgetAlert, LedgerEntry, UsageTotal
+from lifecycle.admin.models import AdminUser, SignInThrottle
 from lifecycle.api.tokens import ApiToken
 from lifecycle.cleanup.models import Heartbeat, InboxRetry, JobAlert, JobRun
 from lifecycle.inbox.models import InboxEvent
@@ -8,6 +9,7 @@ from lifecycle.operations.models import Operation, ServiceState
 from lifecycle.shipments.models import Shipment, Transition
 
 __all__ = [
+    "AdminUser",
     "ApiToken",
     "BudgetAlert",
     "Heartbeat",
@@ -19,6 +21,7 @@ __all__ = [
     "Operation",
     "ServiceState",
     "Shipment",
+    "SignInThrottle",
     "Transition",
     "UsageTotal",
 ]

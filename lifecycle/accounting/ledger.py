@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -172,7 +172,31 @@ def charge(session: Session, account: Account, events: Sequence[BillableEvent]) 
         entries.extend(_allocate(account, event, item, used))
     insert_ignoring_conflicts(session, LedgerEntry, entries, ["idempotency_key"])
     _upsert_add(session, _totals(account, entries))
+    _add_to_shipments(session, account, entries)
     return entries
+
+
+def _add_to_shipments(session: Session, account: Account, entries: list[dict[str, Any]]) -> None:
+    """Keep each shipment's running cost (shown by the API and the admin) in this same transaction."""
+    from lifecycle.shipments.models import Shipment
+
+    costs: dict[int, tuple[int, Decimal]] = {}
+    for entry in entries:
+        if entry["shipment_id"] is None or not entry["units"]:
+            continue
+        units, amount = costs.get(entry["shipment_id"], (0, Decimal(0)))
+        costs[entry["shipment_id"]] = (units + entry["units"], amount + (entry["amount"] or Decimal(0)))
+    for shipment_id, (units, amount) in sorted(costs.items()):
+        session.execute(
+            update(Shipment)
+            .where(Shipment.id == shipment_id)
+            .values(
+                cost_units=Shipment.cost_units + units,
+                cost_amount=Shipment.cost_amount + amount,
+                cost_currency=account.rules.currency,
+            )
+            .execution_options(synchronize_session=False)
+        )
 
 
 def _email_charges(

@@ -87,5 +87,7 @@ class BudgetAlert(Base):
     crossed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     delivery_error: Mapped[str | None] = mapped_column(Text)
+    # Set by an operator in the admin console; unacknowledged alerts stay on the overview.
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (Index("uq_budget_alerts_once", "provider", "plan_period", "threshold", unique=True),)

@@ -47,6 +47,7 @@ SECTIONS: dict[str, dict[str, tuple[str, str]]] = {
     },
     "Access": {
         "create-token": ("provider17:create_token", "Create a token for the JSON API (shown once)."),
+        "create-admin": ("admin:create_admin", "Create an admin for the admin console (/admin)."),
     },
 }
 

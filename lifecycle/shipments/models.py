@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, Numeric, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from lifecycle.db import Base, BigId, UTCDateTime, utcnow
@@ -26,7 +27,7 @@ class Shipment(Base):
     tracking: Mapped[str] = mapped_column(String(16), default="pending", index=True)
     # "registered" here, or "adopted" from a push for a number registered elsewhere.
     origin: Mapped[str] = mapped_column(String(16), default="registered")
-    tag: Mapped[str | None] = mapped_column(String(128))
+    tag: Mapped[str | None] = mapped_column(String(128), index=True)
     lang: Mapped[str | None] = mapped_column(String(16))
     # 17TRACK allows one free retrack and five carrier changes per number: refused locally after.
     retracked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
@@ -48,6 +49,11 @@ class Shipment(Base):
     subscriptions: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     subscription_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     last_polled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # What the ledger charged for this shipment so far, kept in the charging transaction
+    # (accounting.ledger), so showing it never sums the ledger. Money counts priced entries only.
+    cost_units: Mapped[int] = mapped_column(Integer, default=0, server_default="0", index=True)
+    cost_amount: Mapped[Decimal] = mapped_column(Numeric(24, 10), default=Decimal(0), server_default="0")
+    cost_currency: Mapped[str | None] = mapped_column(String(3))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import or_, select
@@ -38,6 +39,12 @@ def shipment_json(shipment: Shipment) -> dict[str, Any]:
         "registered_at": _iso(shipment.registered_at),
         "stopped_at": _iso(shipment.stopped_at),
         "deleted_at": _iso(shipment.deleted_at),
+        # Running total kept by the ledger; money is an exact decimal string in the provider's currency.
+        "cost": {
+            "units": shipment.cost_units or 0,
+            "money": format(Decimal(shipment.cost_amount or 0).normalize(), "f"),
+            "currency": shipment.cost_currency,
+        },
     }
 
 

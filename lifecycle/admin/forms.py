@@ -1,0 +1,16 @@
+"""Forms with fields (Flask-WTF); action buttons elsewhere carry only the CSRF token."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import EmailField, PasswordField, StringField
+from wtforms.validators import DataRequired, Length
+
+
+class SignInForm(FlaskForm):
+    email = EmailField("Email", validators=[DataRequired(), Length(max=254)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)])
+
+
+class TokenForm(FlaskForm):
+    name = StringField("Name (who or what uses it)", validators=[DataRequired(), Length(max=100)])

@@ -1,0 +1,43 @@
+"""Admin views: each module adds its routes to the one admin blueprint."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from flask import current_app, request
+from sqlalchemy.orm import Session
+from werkzeug.exceptions import BadRequest
+
+from lifecycle.extensions import db
+
+
+def register_views() -> None:
+    # Imported for their route decorators; once, before the blueprint is first registered.
+    from lifecycle.admin.views import pipeline, quota, shipments, sign_in, tokens  # noqa: F401
+
+
+@contextmanager
+def reading() -> Iterator[Session]:
+    with db.new_session() as session:
+        yield session
+
+
+@contextmanager
+def writing() -> Iterator[Session]:
+    with db.new_session() as session, session.begin():
+        yield session
+
+
+def selected_ids() -> list[int]:
+    """The row ids ticked in a form (checkboxes named `ids`)."""
+    try:
+        return [int(value) for value in request.form.getlist("ids")]
+    except ValueError:
+        raise BadRequest("the selected rows could not be read") from None
+
+
+def tz():  # type: ignore[no-untyped-def]
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(current_app.config["SETTINGS"].account_timezone)

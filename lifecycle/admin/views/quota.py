@@ -1,0 +1,43 @@
+"""Overview and the quota and costs page."""
+
+from __future__ import annotations
+
+from flask import current_app, flash, redirect, render_template, url_for
+
+from lifecycle import runtime
+from lifecycle.admin import charts, overview, quota_page
+from lifecycle.admin.blueprint import bp
+from lifecycle.admin.views import reading, writing
+
+
+def _counts() -> overview.CountsCache:
+    return current_app.extensions.setdefault("admin_counts", overview.CountsCache())
+
+
+@bp.get("/", endpoint="overview")
+def overview_page():  # type: ignore[no-untyped-def]
+    with reading() as session:
+        data = overview.overview(session, runtime.accounts_in_force(), _counts())
+        return render_template("admin/overview.html", title="Overview", data=data)
+
+
+@bp.get("/quota")
+def quota():  # type: ignore[no-untyped-def]
+    with reading() as session:
+        pages = [
+            quota_page.provider_page(session, account) for account in runtime.accounts_in_force().values()
+        ]
+        alerts = quota_page.open_alerts(session)
+        return render_template(
+            "admin/quota.html", title="Quota and costs", pages=pages, alerts=alerts, charts=charts
+        )
+
+
+@bp.post("/alerts/<int:alert_id>/acknowledge")
+def acknowledge(alert_id: int):  # type: ignore[no-untyped-def]
+    with writing() as session:
+        done = quota_page.acknowledge(session, alert_id)
+    flash(
+        "Alert acknowledged." if done else "That alert was already acknowledged.", "ok" if done else "error"
+    )
+    return redirect(url_for("admin.quota"))
