@@ -9,9 +9,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from lifecycle.accounting import events17
@@ -20,9 +21,10 @@ from lifecycle.accounting.ledger import Account
 from lifecycle.accounting.periods import next_month_start
 from lifecycle.accounting.rules import BillableEvent
 from lifecycle.db import utcnow
+from lifecycle.locks import LEASE_SECONDS
 from lifecycle.operations import pause, service
 from lifecycle.operations.kinds17 import DONE, ERR_DAILY_LIMIT, HOLD, KINDS, QUOTA_ERRORS, Kind
-from lifecycle.operations.models import PENDING, Operation
+from lifecycle.operations.models import IN_FLIGHT, PENDING, Operation
 from lifecycle.providers.client17 import ProviderError, SeventeenTrackClient
 from lifecycle.shipments.models import Shipment
 
@@ -40,6 +42,22 @@ class FlushReport:
     pulled: int = 0
     more: bool = False
     paused: dict[str, Any] = field(default_factory=dict)
+
+
+def reclaim_abandoned(session: Session, provider: str, call_timeout: float) -> int:
+    """Give back operations a dead sender left in flight, as soon as its call must have ended.
+
+    Senders run only under the send lock, so an operation still in flight when a sender starts
+    was claimed by a previous holder; once that holder's lease and any call it made are over, it
+    is gone, and waiting for the sweeper's much longer lease would only delay stoptracks.
+    """
+    cutoff = utcnow() - timedelta(seconds=2 * call_timeout + LEASE_SECONDS)
+    stmt = (
+        update(Operation)
+        .where(Operation.provider == provider, Operation.status == IN_FLIGHT, Operation.claimed_at < cutoff)
+        .values(status=PENDING, next_attempt_at=utcnow())
+    )
+    return session.execute(stmt).rowcount or 0
 
 
 @dataclass
@@ -60,6 +78,8 @@ class Sender:
         `report.more` says whether work was left when time ran out (the caller signals again).
         """
         deadline = None if max_seconds is None else time.monotonic() + max_seconds
+        with self.session_factory() as session, session.begin():
+            reclaim_abandoned(session, PROVIDER, self.client.timeout)
         while any([self._send_one_batch(kind) for kind in KINDS.values()]):
             if deadline is not None and time.monotonic() > deadline:
                 self.report.more = True

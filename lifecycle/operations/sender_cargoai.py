@@ -18,6 +18,7 @@ from lifecycle.accounting.rules import BillableEvent
 from lifecycle.db import utcnow
 from lifecycle.operations import service
 from lifecycle.operations.models import Operation
+from lifecycle.operations.sender import reclaim_abandoned
 from lifecycle.providers.client17 import ProviderError
 from lifecycle.providers.client_cargoai import CargoAiClient
 from lifecycle.shipments.cargoai_subscriptions import SUBSCRIPTION_LIFETIME
@@ -38,6 +39,8 @@ class CargoAiSender:
 
     def flush(self, max_seconds: float = 20.0) -> dict[str, int]:
         deadline = time.monotonic() + max_seconds
+        with self.session_factory() as session, session.begin():
+            reclaim_abandoned(session, PROVIDER, self.client.timeout)
         while time.monotonic() < deadline and any(
             [self._send_one("subscribe"), self._send_one("unsubscribe")]
         ):

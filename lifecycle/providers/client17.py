@@ -29,6 +29,8 @@ class SeventeenTrackClient:
         self._api_key = api_key
         self._limiter = limiter
         self._timeout = timeout
+        # How long one call can take at most (senders reclaim a dead sender's calls after it).
+        self.timeout = timeout
         self._http = requests.Session()
         # One window per account: two deployments with different keys do not share a limit.
         self.limiter_key = "17track:" + hashlib.sha256(api_key.encode()).hexdigest()[:12]

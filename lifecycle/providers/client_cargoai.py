@@ -17,6 +17,8 @@ class CargoAiClient:
         self._api_key = api_key
         self._limiter = limiter
         self._timeout = timeout
+        # How long one call can take at most (senders reclaim a dead sender's calls after it).
+        self.timeout = timeout
         self._http = requests.Session()
         self.limiter_key = "cargoai:" + hashlib.sha256(api_key.encode()).hexdigest()[:12]
 
