@@ -85,34 +85,3 @@ def _stopped_shipment(env: dict[str, str]) -> dict | None:
     )
     shipments = json.loads(result.stdout)["shipments"]
     return shipments[0] if shipments and shipments[0]["tracking"] == "stopped" else None
-
-
-def test_simulate_registers_numbers_and_stops_them_once_delivered(tmp_path):
-    port = free_port()
-    command = [
-        sys.executable,
-        "manage.py",
-        "simulate",
-        "--count",
-        "6",
-        "--port",
-        str(port),
-        "--step-seconds",
-        "0.3",
-    ]
-    process = subprocess.Popen(
-        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-    )
-    lines: list[str] = []
-    deadline = time.monotonic() + 90
-    try:
-        for line in process.stdout:  # type: ignore[union-attr]
-            lines.append(line)
-            if "settled" in line or time.monotonic() > deadline:
-                break
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=60)
-    assert any("settled" in line for line in lines), "".join(lines)
-    status_lines = [line for line in lines if "statuses" in line]
-    assert "'stopped'" in status_lines[-1] and "'register': 1" in status_lines[-1]

@@ -100,6 +100,9 @@ class Supervisor:
             if code is None:
                 continue
             child.history.append(code)
+            # What the dead child started (celery's embedded beat, gunicorn's workers) goes with it,
+            # or it would hold the port or the schedule against the restarted child.
+            _signal_group(child.process, signal.SIGKILL)  # type: ignore[arg-type]
             stable = now - child.started_at >= STABLE_AFTER_SECONDS
             child.failures_in_a_row = 1 if stable else child.failures_in_a_row + 1
             delay = min(BACKOFF_MAX_SECONDS, BACKOFF_FIRST_SECONDS * 2 ** (child.failures_in_a_row - 1))

@@ -1,0 +1,65 @@
+"""How long a command takes before it does anything, as a ratio to the interpreter's own start.
+
+Measured side by side in one run: `python -c pass`, `manage.py --help`, and `manage.py shipments`
+on an empty, migrated SQLite database (the embedded default). Each is run `--rounds` times
+alternately and the medians are compared. Targets (issue "A newcomer's first hour"): `--help` at
+most 0.3 s over the interpreter's start, `shipments` at most 0.6 s in all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _timed(command: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, cwd=ROOT, env=env, check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--smoke", action="store_true", help="3 rounds")
+    args = parser.parse_args()
+    rounds = 3 if args.smoke else args.rounds
+    with tempfile.TemporaryDirectory() as var_dir:
+        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "BROKER_URL")}
+        env["VAR_DIR"] = var_dir
+        subprocess.run([sys.executable, "manage.py", "db", "upgrade"], cwd=ROOT, env=env, check=True)
+        sides = {
+            "python -c pass": [sys.executable, "-c", "pass"],
+            "manage.py --help": [sys.executable, "manage.py", "--help"],
+            "manage.py shipments": [sys.executable, "manage.py", "shipments"],
+        }
+        times: dict[str, list[float]] = {name: [] for name in sides}
+        load_before = os.getloadavg()[0]
+        for _ in range(rounds):
+            for name, command in sides.items():
+                times[name].append(_timed(command, env))
+        load_after = os.getloadavg()[0]
+    median = {name: statistics.median(values) for name, values in times.items()}
+    bare = median["python -c pass"]
+    print(f"load average {load_before:.2f} → {load_after:.2f}; {rounds} rounds; medians:")
+    print(f"{'command':22} {'seconds':>8} {'over python':>12} {'ratio':>7}  target")
+    targets = {"manage.py --help": ("over", 0.3), "manage.py shipments": ("total", 0.6)}
+    for name, value in median.items():
+        kind, limit = targets.get(name, ("", 0.0))
+        met = ""
+        if kind:
+            measured = value - bare if kind == "over" else value
+            met = f"{'≤' if kind == 'total' else '+≤'}{limit} s {'met' if measured <= limit else 'MISSED'}"
+        print(f"{name:22} {value:8.3f} {value - bare:12.3f} {value / bare:7.1f}  {met}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,277 @@
+"""Every `manage.py` command the README shows, run as a user runs it: a subprocess on the embedded
+default (SQLite + the broker with no server), against a `manage.py run` that is up at the same time.
+
+Providers are the project's 17TRACK simulator over real HTTP. Waits poll the CLI's own JSON with
+generous ceilings, so a busy machine makes these slower, not red.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from lifecycle.simulator.seventeentrack import SimulatorServer
+from tests.helpers import wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+KEY = "blackbox-17track-key"
+# Variables of the developer's shell that would point a subprocess away from its own state.
+_OURS = ("DATABASE_URL", "BROKER_URL", "LIMITER_URL", "VAR_DIR", "CARGOAI_API_KEY", "SEVENTEENTRACK_")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def clean_env(var_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_OURS)}
+    return {**env, "VAR_DIR": str(var_dir), "SEVENTEENTRACK_API_KEY": KEY, **extra}
+
+
+def manage(env: dict[str, str], *args: str, stdin: str | None = None, timeout: float = 180):  # type: ignore[no-untyped-def]
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT, env=env, input=stdin, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+def ok(env: dict[str, str], *args: str) -> str:
+    result = manage(env, *args)
+    assert result.returncode == 0, f"{args}: {result.stdout}{result.stderr}"
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.stdout
+
+
+def as_json(env: dict[str, str], *args: str) -> dict:
+    return json.loads(ok(env, *args, "--json"))
+
+
+@dataclass
+class Service:
+    env: dict[str, str]
+    base: str
+    sim: SimulatorServer
+    process: subprocess.Popen[str]
+
+    def shipment(self, number: str) -> dict | None:
+        found = as_json(self.env, "shipments", "--number", number)["shipments"]
+        return found[0] if found else None
+
+    def wait_tracking(self, number: str, *states: str, timeout: float = 120) -> dict:
+        def reached() -> dict | None:
+            item = self.shipment(number)
+            return item if item and item["tracking"] in states else None
+
+        return wait_for(reached, timeout=timeout, interval=0.5)
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    var_dir = tmp_path_factory.mktemp("blackbox") / "var"
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    # Manual progression (step_seconds=None): each test moves its own parcels with `advance`.
+    with SimulatorServer(KEY, webhook_url=f"{base}/webhooks/17track", step_seconds=None) as sim:
+        env = clean_env(var_dir, SEVENTEENTRACK_API_URL=sim.url)
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "run", "--port", str(port)],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        try:
+            wait_for(lambda: _healthy(base), timeout=120, interval=0.3)
+            yield Service(env, base, sim, process)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.communicate(timeout=90)
+
+
+def _healthy(base: str) -> bool:
+    try:
+        return requests.get(f"{base}/healthz", timeout=2).ok
+    except requests.RequestException:
+        return False
+
+
+def test_help_groups_commands_and_says_how_to_run_them(tmp_path):
+    out = ok(clean_env(tmp_path), "--help")
+    for section in ("Run the service:", "Shipments:", "Pipeline:", "Cost accountant:"):
+        assert section in out
+    assert ".venv/bin/python manage.py" in out and "register" in out
+
+
+def test_a_command_on_a_database_never_migrated_says_what_to_do(tmp_path):
+    result = manage(clean_env(tmp_path / "fresh"), "shipments")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: the database is not migrated yet: run `manage.py db upgrade` (or start `manage.py run`)"
+    )
+    assert ok(clean_env(tmp_path / "fresh"), "db", "upgrade").strip() == "database at head"
+    assert ok(clean_env(tmp_path / "fresh"), "shipments").strip() == "no shipments"
+
+
+def test_register_stop_on_delivery_and_the_read_commands(service):
+    env, sim = service.env, service.sim
+    out = ok(env, "register", "RR100000001CN", "LX100000002CN", "--carrier", "3011", "--lang", "en",
+             "--tag", "order-7")  # fmt: skip
+    assert "RR100000001CN: " in out and "LX100000002CN: " in out
+    first = service.wait_tracking("RR100000001CN", "tracking")
+    assert (first["tag"], first["lang"], first["carrier"]) == ("order-7", "en", 3011)
+    # The parcel moves on at 17TRACK until delivered: pushes arrive, the service stops it.
+    wait_for(lambda: sim.advance(1, {"RR100000001CN"}) == 0 or _delivered(service), timeout=120)
+    stopped = service.wait_tracking("RR100000001CN", "stopped")
+    assert stopped["status"] == "delivered" and stopped["origin"] == "registered"
+
+    table = ok(env, "shipments", "--number", "RR100000001CN", "--history")
+    header, row, *transitions = table.splitlines()
+    assert "ORIGIN" in header and "registered" in row and "delivered" in row
+    assert transitions and all("→" in line for line in transitions)
+    assert [s["number"] for s in as_json(env, "shipments", "--status", "delivered")["shipments"]] == [
+        "RR100000001CN"
+    ]
+    assert "stoptrack" in ok(env, "operations")
+    assert as_json(env, "operations")["counts"]["register"] == {"done": 2}
+    assert ok(env, "inbox").startswith("processed: ")
+    assert as_json(env, "inbox")["failed"] == []
+    assert "requeued" not in ok(env, "inbox", "--requeue-failed")
+
+
+def _delivered(service: Service) -> bool:
+    item = service.shipment("RR100000001CN")
+    return bool(item and item["status"] == "delivered")
+
+
+def test_lifecycle_commands_and_their_local_refusals(service):
+    env, sim = service.env, service.sim
+    ok(env, "register", "RR200000001CN", "--carrier", "3011")
+    service.wait_tracking("RR200000001CN", "tracking")
+    sim.advance(1, {"RR200000001CN"})
+    wait_for(lambda: (service.shipment("RR200000001CN") or {}).get("last_event_at"), timeout=120)
+    assert "RR200000001CN" in ok(env, "changeinfo", "RR200000001CN", "--tag", "t2", "--lang", "de")
+    assert "RR200000001CN" in ok(env, "sync", "RR200000001CN")
+    assert "RR200000001CN" in ok(env, "stop", "RR200000001CN", "--carrier", "3011")
+    service.wait_tracking("RR200000001CN", "stopped")
+    assert "RR200000001CN" in ok(env, "retrack", "RR200000001CN")
+    service.wait_tracking("RR200000001CN", "tracking")
+    again = manage(env, "retrack", "RR200000001CN")
+    assert again.returncode == 1 and again.stdout.startswith("refused: ")
+    assert "RR200000001CN" in ok(env, "change-carrier", "RR200000001CN", "--to", "21051")
+    no_yes = manage(env, "delete", "RR200000001CN")
+    assert no_yes.returncode == 1 and "--yes" in no_yes.stdout
+    assert "RR200000001CN" in ok(env, "delete", "RR200000001CN", "--yes")
+    service.wait_tracking("RR200000001CN", "deleted")
+
+
+def test_awbs_are_refused_clearly_without_a_cargoai_key(service):
+    result = manage(service.env, "register", "176-12345675", "--mode", "push", "--email", "ops@example.com",
+                    "--airline-code", "XX")  # fmt: skip
+    assert result.returncode == 1
+    assert "CargoAi is not configured: set CARGOAI_API_KEY" in result.stdout
+    assert service.shipment("176-12345675") is None
+    sent_to_17track = manage(service.env, "register", "17612345675", "--provider", "17track")
+    assert sent_to_17track.returncode == 0, sent_to_17track.stdout
+
+
+def test_import_reports_each_row(service, tmp_path):
+    csv = tmp_path / "numbers.csv"
+    csv.write_text(
+        "number,carrier,lang,tag\nRR300000001CN,3011,,a\nRR300000002CN,,,b\n!!,,,c\nRR300000003CN,abc,,d\n"
+    )
+    result = manage(service.env, "import", str(csv))
+    assert result.returncode == 0
+    assert result.stdout.strip() == "4 rows: 2 queued, 1 refused, 1 malformed"
+    assert "line 4: '!!'" in result.stderr and "line 5: 'RR300000003CN'" in result.stderr
+
+
+def test_accountant_commands_while_the_service_runs(service):
+    """`plan` used to hang 32 s and fail with `database is locked` on SQLite."""
+    env = service.env
+    started = time.monotonic()
+    assert "17track" in ok(env, "plan")
+    assert isinstance(as_json(env, "plan"), dict)
+    assert time.monotonic() - started < 60
+    report = as_json(env, "quota")
+    assert report["providers"]["17track"]["unit"] == "quota"
+    assert "17track" in ok(env, "quota", "--period", time.strftime("%Y-%m"))
+    assert "17track" in ok(env, "quota", "--drift")
+    ok(env, "quota", "--allow-overage")
+    ok(env, "quota", "--forbid-overage")
+    ok(env, "replay")
+    ok(env, "replay", "--rules", "17track-per-cycle")
+    assert isinstance(as_json(env, "replay"), dict)
+
+
+def test_reconcile_and_access_commands(service):
+    env = service.env
+    assert ok(env, "reconcile").startswith("17TRACK tracks ")
+    token = ok(env, "create-token", "blackbox").strip()
+    answer = requests.get(
+        f"{service.base}/api/shipments", headers={"Authorization": f"Bearer {token}"}, timeout=10
+    )
+    assert answer.status_code == 200 and "shipments" in answer.json()
+    assert ok(env, "resume-registration").strip() == "registration was not paused"
+
+
+def test_an_unreachable_provider_is_one_line_not_a_traceback(service):
+    env = {**service.env, "SEVENTEENTRACK_API_URL": f"http://127.0.0.1:{free_port()}"}
+    for args in (("reconcile",), ("quota", "--drift")):
+        result = manage(env, *args)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert result.stderr.startswith("error: the provider could not be reached"), result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_run_refuses_a_taken_port_and_says_how_to_choose_another(service):
+    port = service.base.rsplit(":", 1)[1]
+    result = manage(service.env, "run", "--port", port, timeout=60)
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and "--port" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_simulate_refuses_a_taken_port_instead_of_feeding_the_running_service(service):
+    port = service.base.rsplit(":", 1)[1]
+    result = manage(service.env, "simulate", "--port", port, "--count", "2", timeout=60)
+    assert result.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+def _snapshot(folder: Path) -> list[tuple[str, float]]:
+    return sorted((str(p), p.stat().st_mtime) for p in folder.rglob("*")) if folder.exists() else []
+
+
+def test_simulate_runs_the_service_until_settled(tmp_path):
+    env = clean_env(tmp_path / "var")
+    repo_var_before = _snapshot(ROOT / "var")
+    result = manage(env, "simulate", "--count", "6", "--step-seconds", "0.3", "--until-settled",
+                    "--timeout", "240", timeout=400)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "settled" in result.stdout
+    last = [line for line in result.stdout.splitlines() if "statuses" in line][-1]
+    assert "'stopped'" in last and "'register': 1" in last
+    assert (tmp_path / "var" / "simulate" / "lifecycle.sqlite3").exists()
+    assert _snapshot(ROOT / "var") == repo_var_before  # the repository's own var/ is not touched
+
+
+def test_serve_answers_health_and_stops_on_sigterm(tmp_path):
+    port = free_port()
+    env = clean_env(tmp_path / "var")
+    command = [sys.executable, "manage.py", "serve", "--port", str(port), "--workers", "1"]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: _healthy(f"http://127.0.0.1:{port}"), timeout=90, interval=0.3)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    assert process.returncode == 0
