@@ -39,12 +39,11 @@ def read_session() -> Iterator[Session]:
     """A session for a read command, without the web app, and never taking SQLite's write lock.
 
     Building the whole app (Celery, rule files, provider clients) costs a second; a read needs only
-    the database.
+    the database, and only the models it queries (none of them has an ORM relationship to resolve).
     """
     from sqlalchemy.orm import Session
 
     from config.settings import get_settings
-    from lifecycle import models  # noqa: F401  (every mapped class, so relationships resolve)
     from lifecycle.db import make_engine
 
     engine = make_engine(get_settings().database_url, writes=False)
