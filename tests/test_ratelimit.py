@@ -1,16 +1,21 @@
-"""The shared limiter: however many threads or processes ask, at most 3 calls start in any second."""
+"""The shared limiter: however many threads or processes ask, the provider never sees more than 3
+calls in any second, measured where the calls arrive."""
 
 from __future__ import annotations
 
 import multiprocessing
+import random
 import threading
 import time
 
 import pytest
+import requests
 
+from lifecycle.providers.client17 import SeventeenTrackClient
 from lifecycle.ratelimit import FileLimiter, RedisLimiter
 from lifecycle.runtime import WINDOW_SECONDS
 from tests.conftest import REDIS_URL
+from tests.receiver import HttpReceiver
 
 
 def _most_in_any_window(stamps: list[float], window: float = 1.0) -> int:
@@ -20,8 +25,8 @@ def _most_in_any_window(stamps: list[float], window: float = 1.0) -> int:
 
 def _take(limiter, key: str, n: int, out: list[float]) -> None:  # type: ignore[no-untyped-def]
     for _ in range(n):
-        limiter.acquire(key)
-        out.append(time.time())
+        with limiter.slot(key, 5.0):
+            out.append(time.time())
 
 
 @pytest.fixture(params=["file", "redis"])
@@ -84,5 +89,64 @@ def test_different_accounts_have_separate_windows(tmp_path):
     started = time.monotonic()
     for key in ("account-a", "account-b"):
         for _ in range(3):
-            limiter.acquire(key)
+            with limiter.slot(key, 5.0):
+                pass
     assert time.monotonic() - started < 0.5
+
+
+def _call_three_times(client: SeventeenTrackClient) -> None:
+    for _ in range(3):
+        client.call("stoptrack", [])
+
+
+class Provider(HttpReceiver):
+    """A receiving server that notes when each call arrives and answers after a provider-like delay."""
+
+    def __init__(self) -> None:
+        super().__init__("/track/v2.2/stoptrack")
+        self.arrivals: list[float] = []
+        self._lock = threading.Lock()
+
+    def _hook(self) -> tuple[str, int]:
+        with self._lock:
+            self.arrivals.append(time.monotonic())
+        time.sleep(random.uniform(0.0, 0.08))
+        return '{"code": 0, "data": {"accepted": [], "rejected": []}}', 200
+
+
+def test_the_provider_never_sees_more_than_3_calls_in_a_second(make_limiter):
+    """Real clients in 6 threads, each with its own limiter instance, against a real HTTP server."""
+    with Provider() as provider:
+        base = provider.url.rsplit("/", 1)[0]
+        clients = [SeventeenTrackClient(base, "key", make_limiter(), timeout=5) for _ in range(6)]
+        threads = [
+            threading.Thread(target=lambda c=c: [c.call("stoptrack", []) for _ in range(3)]) for c in clients
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    print(f"{len(provider.arrivals)} calls, at most {_most_in_any_window(provider.arrivals)} in any second")
+    assert len(provider.arrivals) == 18
+    assert _most_in_any_window(provider.arrivals) <= 3
+
+
+def test_a_delay_between_the_slot_and_the_send_does_not_break_the_limit(make_limiter):
+    """What broke the old limiter: the 40 ms margin eaten by a caller delayed after its go-ahead."""
+    key = f"delay-{time.time_ns()}"
+
+    def call(delay: float) -> None:
+        with make_limiter().slot(key, 5.0):
+            time.sleep(delay)  # scheduled out between the go-ahead and the send
+            requests.post(provider.url, timeout=5)
+
+    with Provider() as provider:
+        delays = [0.15, 0.0, 0.0, 0.0, 0.15, 0.0, 0.0, 0.0]
+        threads = [threading.Thread(target=call, args=(d,)) for d in delays]
+        for thread in threads:
+            thread.start()
+            time.sleep(0.01)
+        for thread in threads:
+            thread.join(60)
+    assert len(provider.arrivals) == len(delays)
+    assert _most_in_any_window(provider.arrivals) <= 3

@@ -41,14 +41,15 @@ class SeventeenTrackClient:
 
     def call_envelope(self, endpoint: str, body: Any) -> dict[str, Any]:
         """The whole code-0 envelope (gettracklist puts `page` beside `data`)."""
-        self._limiter.acquire(self.limiter_key)
         try:
-            response = self._http.post(
-                f"{self._base_url}/{endpoint}",
-                json=body,
-                headers={"17token": self._api_key},
-                timeout=self._timeout,
-            )
+            # The slot is held until the answer is back: see lifecycle.ratelimit.
+            with self._limiter.slot(self.limiter_key, self._timeout + 1):
+                response = self._http.post(
+                    f"{self._base_url}/{endpoint}",
+                    json=body,
+                    headers={"17token": self._api_key},
+                    timeout=self._timeout,
+                )
         except requests.RequestException as exc:
             raise ProviderError(f"{endpoint}: {exc.__class__.__name__}: {exc}", transient=True) from exc
         return _unwrap(endpoint, response)

@@ -38,15 +38,15 @@ class CargoAiClient:
 
     def _request(self, method: str, path: str, **kwargs: Any) -> tuple[int, dict]:
         """(HTTP status, JSON body) for answers about the item; ProviderError for the retryable rest."""
-        self._limiter.acquire(self.limiter_key)
         try:
-            response = self._http.request(
-                method,
-                f"{self._base_url}/{path}",
-                headers={"x-api-key": self._api_key},
-                timeout=self._timeout,
-                **kwargs,
-            )
+            with self._limiter.slot(self.limiter_key, self._timeout + 1):
+                response = self._http.request(
+                    method,
+                    f"{self._base_url}/{path}",
+                    headers={"x-api-key": self._api_key},
+                    timeout=self._timeout,
+                    **kwargs,
+                )
         except requests.RequestException as exc:
             raise ProviderError(f"{path}: {exc.__class__.__name__}: {exc}", transient=True) from exc
         if response.status_code == 429 or response.status_code >= 500:
