@@ -195,8 +195,8 @@ def csv_lines(session: Session, filters: Filters, tz: ZoneInfo, chunk: int = 100
     for count, shipment in enumerate(rows, 1):
         writer.writerow(_csv_row(shipment))
         if count % chunk == 0:
+            # Memory stays flat: the session's identity map holds rows weakly, so written ones go.
             yield _drain(buffer)
-            session.expunge_all()  # keep memory flat: rows already written are not needed again
     yield _drain(buffer)
 
 
