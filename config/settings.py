@@ -88,6 +88,38 @@ class Settings(BaseSettings):
     # A tracked shipment silent this long gets a (free) gettrackinfo: 17TRACK pushes every 3–12 h.
     sync_silent_hours: float = 24.0
     sync_interval_seconds: float = 900.0
+    # Scheduled jobs (README "Scheduled jobs"): how often each runs, and what it acts on. Every job
+    # works in batches, each its own transaction, and stops after cleanup_max_seconds until next time.
+    cleanup_batch_size: int = Field(500, ge=1, le=10_000)
+    cleanup_max_seconds: float = Field(300.0, gt=0)
+    safety_net_interval_seconds: float = Field(3600.0, gt=0)
+    # Delivered/returned/expired and still tracked this long after the event: stoptrack is queued.
+    safety_net_after_hours: float = Field(24.0, ge=0)
+    stale_interval_seconds: float = Field(86400.0, gt=0)
+    stale_no_event_days: float = Field(20.0, gt=0)
+    stale_not_found_days: float = Field(7.0, gt=0)
+    # "report" lists stale shipments in the run; "stop" also queues their stoptrack.
+    stale_action: Literal["report", "stop"] = "report"
+    mirror_17track_interval_seconds: float = Field(86400.0, gt=0)
+    # Warn this many days before 17TRACK deletes a stopped number (90 days without updates).
+    mirror_17track_warn_days: float = Field(7.0, ge=0)
+    retention_interval_seconds: float = Field(86400.0, gt=0)
+    # Processed inbox bodies older than this are emptied; replay rebuilds only this window.
+    inbox_retention_days: float = Field(90.0, gt=0)
+    # Job runs, resolved job alerts and silent heartbeats older than this are deleted.
+    job_history_retention_days: float = Field(90.0, gt=0)
+    retry_interval_seconds: float = Field(600.0, gt=0)
+    # Failed inbox rows and exhausted operations are retried this many times, backing off from
+    # retry_backoff_minutes (doubling), then stay failed for an operator.
+    retry_failed_limit: int = Field(3, ge=0)
+    retry_backoff_minutes: float = Field(30.0, ge=0)
+    reconcile_interval_seconds: float = Field(86400.0, gt=0)
+    cargoai_renew_interval_seconds: float = Field(3600.0, gt=0)
+    # Subscriptions ending within this many days (renewal off) are reported and alerted once.
+    cargoai_ending_warn_days: float = Field(2.0, ge=0)
+    heartbeat_interval_seconds: float = Field(30.0, gt=0)
+    # /healthz warns when no worker has written a heartbeat for this long.
+    worker_stale_after_seconds: float = Field(300.0, gt=0)
     log_level: str = "INFO"
     # gunicorn's access log (one line per request) costs some 50 µs of CPU a request: opt-in.
     access_log: bool = False

@@ -10,6 +10,7 @@ from kombu import Queue
 
 from config.settings import Settings
 from lifecycle.broker import TRANSPORT
+from lifecycle.cleanup.schedule import beat_entries
 
 QUEUE = "lifecycle"
 # Inbox draining, provider calls and housekeeping wait in separate queues, so a flood of drain
@@ -40,11 +41,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "schedule": settings.sync_interval_seconds,
             },
             "cargoai-poll": {"task": "lifecycle.cargoai.poll", "schedule": 3600.0},
-            "cargoai-renew": {"task": "lifecycle.cargoai.renew", "schedule": 3600.0},
+            # The scheduled jobs (lifecycle/cleanup/schedule.py), CargoAi renewal among them.
+            **beat_entries(settings),
         },
         "beat_schedule_filename": str(settings.var_dir / "celerybeat-schedule"),
         "include": ["workers.tasks"],
     }
+    # Beat keeps its schedule state there: a fresh checkout (no var/) must not stop beat.
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
     if settings.is_embedded_broker:
         folder = settings.broker_dir / "queue"
         folder.mkdir(parents=True, exist_ok=True)
@@ -78,7 +82,16 @@ def celery_init_app(app: Flask, settings: Settings) -> Celery:
     celery_app.conf.update(celery_config(settings))
     celery_app.set_default()
     app.extensions["celery"] = celery_app
+    _record_beat_heartbeats()
     return celery_app
+
+
+def _record_beat_heartbeats() -> None:
+    from lifecycle.cleanup.heartbeat import connect_beat_signals
+    from lifecycle.extensions import db
+
+    # A forked embedded beat must not share the parent's pooled connections.
+    connect_beat_signals(db.new_session, on_beat_start=db.dispose_after_fork)
 
 
 def send_signal(app: Flask, task_name: str) -> None:

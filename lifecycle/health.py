@@ -6,6 +6,8 @@ from celery import Celery
 from sqlalchemy import func, select
 
 from config.settings import Settings
+from lifecycle.cleanup.heartbeat import ages
+from lifecycle.db import utcnow
 from lifecycle.extensions import db
 from lifecycle.inbox.models import FAILED, PENDING, InboxEvent
 
@@ -32,3 +34,9 @@ def inbox_gauges() -> dict[str, int]:
             ).all()
         )
     return {"inbox_pending": counts.get(PENDING, 0), "inbox_failed": counts.get(FAILED, 0)}
+
+
+def worker_gauges(settings: Settings) -> dict[str, object]:
+    """Heartbeat ages of workers and beat: "no worker has run for N minutes" when they fall silent."""
+    with db.new_session() as session:
+        return ages(session, utcnow(), settings.worker_stale_after_seconds)

@@ -9,13 +9,17 @@ from typing import Any
 from lifecycle import runtime
 from lifecycle.accounting import alerts
 from lifecycle.accounting import service as accountant
+from lifecycle.cleanup.heartbeat import WORKER
+from lifecycle.cleanup.heartbeat import record as record_heartbeat
+from lifecycle.cleanup.registry import FUNCTIONS
+from lifecycle.cleanup.runs import JobContext, run_job
 from lifecycle.extensions import db
 from lifecycle.inbox import service as inbox
 from lifecycle.locks import singleton
 from lifecycle.operations import service as operations
 from lifecycle.operations.sender import Sender
 from lifecycle.operations.sender_cargoai import CargoAiSender
-from lifecycle.shipments import cargoai_subscriptions, pull
+from lifecycle.shipments import pull
 
 log = logging.getLogger(__name__)
 
@@ -112,13 +116,29 @@ def cargoai_poll() -> dict[str, Any]:
 
 def cargoai_renew() -> dict[str, Any]:
     """Renew subscriptions about to lapse (if CARGOAI_RENEW_SUBSCRIPTIONS), expire the others."""
-    with db.new_session() as session, session.begin():
-        report = cargoai_subscriptions.renew_or_expire(
-            session, runtime.settings().cargoai_renew_subscriptions
-        )
-    if report["renewed"]:
+    return cleanup("cargoai-subscriptions")
+
+
+def cleanup(name: str, dry_run: bool = False) -> dict[str, Any]:
+    """Run one scheduled job (lifecycle/cleanup) under its lock, recorded as a run; then nudge workers."""
+    context = JobContext(
+        db.new_session,
+        runtime.settings(),
+        dry_run=dry_run,
+        collaborators={"client17": runtime.client17, "account17": lambda: runtime.account("17track")},
+    )
+    counts = run_job(name, FUNCTIONS[name], context)
+    if any(counts.get(key) for key in ("stopped", "operations_queued", "operations_requeued", "renewed")):
         runtime.signal(runtime.FLUSH_OPERATIONS)
-    return report
+    if counts.get("inbox_requeued"):
+        runtime.signal(runtime.DRAIN_INBOX)
+    return counts
+
+
+def heartbeat(worker_name: str) -> dict[str, Any]:
+    """Record that a worker is taking tasks (beat records its own when it sends this task)."""
+    record_heartbeat(db.new_session, WORKER, worker_name)
+    return {"worker": worker_name}
 
 
 def sweep() -> dict[str, Any]:

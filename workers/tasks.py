@@ -33,3 +33,38 @@ def cargoai_poll() -> dict:
 @shared_task(name="lifecycle.cargoai.renew")
 def cargoai_renew() -> dict:
     return jobs.cargoai_renew()
+
+
+@shared_task(name="lifecycle.cleanup.safety_net")
+def safety_net() -> dict:
+    return jobs.cleanup("safety-net")
+
+
+@shared_task(name="lifecycle.cleanup.stale")
+def stale_shipments() -> dict:
+    return jobs.cleanup("stale")
+
+
+@shared_task(name="lifecycle.cleanup.mirror_17track")
+def mirror_17track() -> dict:
+    return jobs.cleanup("mirror-17track")
+
+
+@shared_task(name="lifecycle.cleanup.retention")
+def retention() -> dict:
+    return jobs.cleanup("retention")
+
+
+@shared_task(name="lifecycle.cleanup.retry_failed")
+def retry_failed() -> dict:
+    return jobs.cleanup("retry-failed")
+
+
+@shared_task(name="lifecycle.cleanup.reconcile")
+def reconcile() -> dict:
+    return jobs.cleanup("reconcile")
+
+
+@shared_task(name="lifecycle.maintenance.heartbeat", bind=True)
+def heartbeat(self) -> dict:  # type: ignore[no-untyped-def]
+    return jobs.heartbeat(self.request.hostname or "worker")

@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from lifecycle import runtime
 from lifecycle.extensions import db
-from lifecycle.health import broker_status, inbox_gauges
+from lifecycle.health import broker_status, inbox_gauges, worker_gauges
 
 bp = Blueprint("health", __name__)
 
@@ -28,6 +28,7 @@ def healthz():  # type: ignore[no-untyped-def]
     checks["broker"] = broker_status(current_app.extensions["celery"], runtime.settings())
     if checks["database"] == "ok":
         checks.update(inbox_gauges())
+        checks.update(worker_gauges(runtime.settings()))
     healthy = checks["database"] == "ok"
     status = "ok" if healthy and checks["broker"] == "ok" else ("degraded" if healthy else "down")
     return jsonify(status=status, **checks), (200 if healthy else 503)

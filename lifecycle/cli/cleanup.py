@@ -1,0 +1,120 @@
+"""`manage.py cleanup`: run a scheduled job now (or all of them), or list them with their last run."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from lifecycle.cleanup.schedule import BY_NAME, JOBS
+from lifecycle.cli.context import app, read_session
+
+
+@click.command()
+@click.argument("job", required=False, type=click.Choice(list(BY_NAME)))
+@click.option("--list", "list_jobs", is_flag=True, help="Every job, its schedule, last run, open alerts.")
+@click.option("--dry-run", is_flag=True, help="Say what the job would do, change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def cleanup(job: str | None, list_jobs: bool, dry_run: bool, as_json: bool) -> None:
+    """Run a scheduled cleanup job now (all of them without JOB), or --list them."""
+    if list_jobs:
+        _list(as_json)
+        return
+    from lifecycle import jobs
+
+    names = [job] if job else [spec.name for spec in JOBS]
+    results: dict[str, Any] = {}
+    with app().app_context():
+        for name in names:
+            results[name] = jobs.cleanup(name, dry_run=dry_run)
+    if as_json:
+        click.echo(json.dumps(results if job is None else results[job], indent=2, default=str))
+        return
+    for name, counts in results.items():
+        click.echo(f"{name}{' (dry run: nothing changed)' if dry_run else ''}")
+        for line in _count_lines(counts):
+            click.echo(f"  {line}")
+
+
+def _count_lines(counts: dict[str, Any]) -> list[str]:
+    """Totals first, then the listed rows (a dry run lists what a real run would act on)."""
+    lines, listed = [], []
+    for key, value in counts.items():
+        if isinstance(value, list):
+            listed += [f"{key}: {_item(entry)}" for entry in value]
+        else:
+            lines.append(f"{key}: {value}")
+    return (lines or ["nothing to do"]) + listed
+
+
+def _item(entry: Any) -> str:
+    if isinstance(entry, dict) and "number" in entry:
+        rest = ", ".join(f"{k}={v}" for k, v in entry.items() if k != "number" and v is not None)
+        return f"{entry['number']} ({rest})"
+    return str(entry)
+
+
+def _list(as_json: bool) -> None:
+    from config.settings import get_settings
+    from lifecycle.cleanup import runs
+    from lifecycle.cleanup.retention import replay_window
+
+    settings = get_settings()
+    with read_session() as session:
+        last = runs.last_runs(session, [spec.name for spec in JOBS])
+        alerts = [
+            {"job": a.job, "message": a.message, "raised_at": a.raised_at.isoformat()}
+            for a in runs.open_alerts(session)
+        ]
+        replay = replay_window(session)
+    listing = [
+        {
+            "job": spec.name,
+            "every_seconds": spec.interval(settings),
+            "does": spec.summary,
+            "last_run": _run_json(last.get(spec.name)),
+        }
+        for spec in JOBS
+    ]
+    if as_json:
+        click.echo(json.dumps({"jobs": listing, "open_alerts": alerts, "replay": replay}, indent=2))
+        return
+    for item in listing:
+        click.echo(f"{item['job']:<22} every {_every(item['every_seconds']):<8} {item['does']}")
+        click.echo(f"{'':<22} {_last_line(item['last_run'])}")
+    click.echo(replay["message"])
+    for alert in alerts:
+        click.echo(f"ALERT ({alert['job']}, {alert['raised_at'][:16]}): {alert['message']}")
+
+
+def _run_json(run: Any) -> dict[str, Any] | None:
+    if run is None:
+        return None
+    return {
+        "started_at": run.started_at.isoformat(),
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "dry_run": run.dry_run,
+        "counts": run.counts,
+        "error": run.error,
+    }
+
+
+def _every(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+def _last_line(run: dict[str, Any] | None) -> str:
+    if run is None:
+        return "never ran"
+    when = f"last ran {run['started_at'][:19]}Z{' (dry run)' if run['dry_run'] else ''}"
+    if run["error"]:
+        return f"{when}: FAILED {run['error']}"
+    if run["finished_at"] is None:
+        return f"{when}: still running (or died)"
+    totals = {k: v for k, v in run["counts"].items() if not isinstance(v, list | dict)}
+    did = ", ".join(f"{k} {v}" for k, v in totals.items()) or "nothing to do"
+    return f"{when}: {did}"

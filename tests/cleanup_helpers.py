@@ -1,0 +1,59 @@
+"""Helpers for the scheduled-job tests: shipments in a given state, and running one job."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from lifecycle.cleanup.models import JobAlert, JobRun
+from lifecycle.cleanup.registry import FUNCTIONS
+from lifecycle.cleanup.runs import JobContext, run_job
+from lifecycle.extensions import db
+from lifecycle.operations.models import Operation
+from lifecycle.shipments.models import Shipment
+
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+
+def add_shipment(number: str, **fields: Any) -> int:
+    values: dict[str, Any] = {
+        "provider": "17track", "number": number, "carrier": 3011, "status": "in_transit",
+        "tracking": "tracking", "registered_at": datetime(2026, 10, 1, tzinfo=UTC), **fields,
+    }  # fmt: skip
+    with db.new_session() as session, session.begin():
+        shipment = Shipment(**values)
+        session.add(shipment)
+        session.flush()
+        return shipment.id
+
+
+def run(app: Any, name: str, *, dry_run: bool = False, collaborators: dict | None = None, **settings: Any):  # type: ignore[no-untyped-def]
+    """Run one job as beat would, with settings overridden for this run."""
+    config = app.config["SETTINGS"].model_copy(update=settings)
+    context = JobContext(db.new_session, config, dry_run=dry_run, collaborators=collaborators or {})
+    with app.app_context():
+        return run_job(name, FUNCTIONS[name], context)
+
+
+def shipment(number: str) -> Shipment:
+    with db.new_session() as session:
+        return session.scalars(select(Shipment).where(Shipment.number == number)).one()
+
+
+def operations(kind: str | None = None) -> list[Operation]:
+    with db.new_session() as session:
+        stmt = select(Operation).order_by(Operation.id)
+        return list(session.scalars(stmt.where(Operation.kind == kind) if kind else stmt))
+
+
+def runs(job: str) -> list[JobRun]:
+    with db.new_session() as session:
+        return list(session.scalars(select(JobRun).where(JobRun.job == job).order_by(JobRun.id)))
+
+
+def alerts(job: str | None = None) -> list[JobAlert]:
+    with db.new_session() as session:
+        stmt = select(JobAlert).order_by(JobAlert.id)
+        return list(session.scalars(stmt.where(JobAlert.job == job) if job else stmt))

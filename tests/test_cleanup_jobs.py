@@ -1,0 +1,116 @@
+"""Safety-net stop and stale shipments: what they act on, dry runs, repeats, the run row, the lock."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import time_machine
+
+from lifecycle.cleanup.schedule import JOBS
+from lifecycle.locks import singleton
+from tests.cleanup_helpers import NOW, add_shipment, operations, run, runs, shipment
+
+
+def test_safety_net_stops_ended_shipments_still_tracked(app):
+    with app.app_context():
+        add_shipment("OLD-DELIVERED", status="delivered", last_event_at=NOW - timedelta(hours=30))
+        add_shipment("OLD-RETURNED", status="returned", last_event_at=NOW - timedelta(hours=30))
+        add_shipment("FRESH-DELIVERED", status="delivered", last_event_at=NOW - timedelta(hours=2))
+        add_shipment("ALREADY-STOPPING", status="delivered", tracking="stopping",
+                     last_event_at=NOW - timedelta(hours=30))  # fmt: skip
+        add_shipment("IN-TRANSIT", last_event_at=NOW - timedelta(hours=30))
+    with time_machine.travel(NOW, tick=False):
+        counts = run(app, "safety-net", safety_net_after_hours=24)
+        again = run(app, "safety-net", safety_net_after_hours=24)
+    assert counts["stopped"] == 2
+    assert sorted(op.number for op in operations("stoptrack")) == ["OLD-DELIVERED", "OLD-RETURNED"]
+    assert shipment("OLD-DELIVERED").tracking == "stopping"
+    assert shipment("FRESH-DELIVERED").tracking == "tracking"
+    assert again.get("stopped", 0) == 0 and len(operations("stoptrack")) == 2
+
+
+def test_safety_net_dry_run_lists_and_changes_nothing(app):
+    with app.app_context():
+        add_shipment("OLD-DELIVERED", status="delivered", last_event_at=NOW - timedelta(hours=30))
+    with time_machine.travel(NOW, tick=False):
+        counts = run(app, "safety-net", dry_run=True)
+    assert counts["would_stopped"] == 1
+    assert [item["number"] for item in counts["shipments"]] == ["OLD-DELIVERED"]
+    assert operations() == [] and shipment("OLD-DELIVERED").tracking == "tracking"
+    (recorded,) = runs("safety-net")
+    assert recorded.dry_run and recorded.finished_at is not None and recorded.error is None
+    assert recorded.counts["would_stopped"] == 1
+
+
+def test_safety_net_works_in_batches_across_many_shipments(app):
+    with app.app_context():
+        for i in range(7):
+            add_shipment(f"D{i}", status="delivered", last_event_at=NOW - timedelta(days=2))
+    with time_machine.travel(NOW, tick=False):
+        counts = run(app, "safety-net", cleanup_batch_size=3)
+    assert counts["stopped"] == 7 and len(operations("stoptrack")) == 7
+
+
+def test_stale_reports_by_default_and_stops_when_asked(app):
+    with app.app_context():
+        add_shipment("QUIET", last_event_at=NOW - timedelta(days=25))
+        add_shipment("NOT-FOUND", status="not_found", registered_at=NOW - timedelta(days=8))
+        add_shipment("RECENT-NOT-FOUND", status="not_found", registered_at=NOW - timedelta(days=2))
+        add_shipment("LIVELY", last_event_at=NOW - timedelta(days=1))
+    with time_machine.travel(NOW, tick=False):
+        report = run(app, "stale")
+        assert report["action"] == "report" and (report["no_event"], report["not_found"]) == (1, 1)
+        assert {s["number"]: s["reason"] for s in report["shipments"]} == {
+            "QUIET": "no_event", "NOT-FOUND": "not_found",
+        }  # fmt: skip
+        assert operations() == []
+        dry = run(app, "stale", dry_run=True, stale_action="stop")
+        assert dry["no_event"] == 1 and "stopped" not in dry and operations() == []
+        stopped = run(app, "stale", stale_action="stop")
+    assert stopped["stopped"] == 2
+    assert sorted(op.number for op in operations("stoptrack")) == ["NOT-FOUND", "QUIET"]
+    assert shipment("LIVELY").tracking == "tracking"
+
+
+def test_a_job_held_elsewhere_is_skipped_and_not_recorded(app, settings):
+    lease = 60
+    with singleton("job-safety-net", settings.shared_limiter_url, settings.var_dir / "locks", lease) as mine:
+        assert mine
+        counts = run(app, "safety-net")
+    assert counts == {"skipped": "another process is running this job"}
+    assert runs("safety-net") == []
+
+
+def test_a_failing_job_records_its_error_and_partial_counts(app, monkeypatch):
+    from lifecycle.cleanup import registry
+
+    def half_done(context):  # type: ignore[no-untyped-def]
+        context.add("stopped", 3)
+        raise RuntimeError("provider exploded")
+
+    monkeypatch.setitem(registry.FUNCTIONS, "safety-net", half_done)
+    try:
+        run(app, "safety-net")
+    except RuntimeError:
+        pass
+    (recorded,) = runs("safety-net")
+    assert recorded.error == "RuntimeError: provider exploded" and recorded.counts == {"stopped": 3}
+
+
+def test_every_job_is_scheduled_by_beat(app):
+    import workers.tasks  # noqa: F401  (registers the tasks, as the worker's `include` does)
+
+    schedule = app.extensions["celery"].conf.beat_schedule
+    scheduled = {entry["task"] for entry in schedule.values()}
+    assert {job.task for job in JOBS} | {"lifecycle.maintenance.heartbeat"} <= scheduled
+    assert set(app.extensions["celery"].tasks) >= {job.task for job in JOBS}
+
+
+def test_the_celery_task_runs_the_job_and_records_it(app):
+    from workers import tasks
+
+    with app.app_context():
+        add_shipment("OLD-DELIVERED", status="delivered", last_event_at=NOW - timedelta(days=3))
+        tasks.safety_net.apply().get()
+    assert shipment("OLD-DELIVERED").tracking == "stopping"
+    assert runs("safety-net")[0].counts["stopped"] == 1
