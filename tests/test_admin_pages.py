@@ -254,3 +254,18 @@ def test_overview_counts_per_status_and_tracking(app, client):
     add_shipments(app, 4)
     html = client.get("/admin/").get_data(as_text=True)
     assert "17track shipments: 4" in html and "in_transit" in html and "Inbox pending" in html
+
+
+def test_overview_shows_heartbeats_and_the_last_job_runs(app, client):
+    from lifecycle.cleanup.models import Heartbeat, JobRun
+
+    now = utcnow()
+    with app.app_context(), db.new_session() as session, session.begin():
+        session.add(Heartbeat(kind="worker", name="celery@a", host="a", pid=1, beat_at=now))
+        session.add(Heartbeat(kind="beat", name="beat@b", host="b", pid=2, beat_at=now - timedelta(hours=1)))
+        session.add(JobRun(job="retention", started_at=now, finished_at=now, counts={}))
+        session.add(JobRun(job="safety_net", started_at=now, error="database went away", counts={}))
+    html = client.get("/admin/").get_data(as_text=True)
+    assert re.search(r"worker celery@a</span>\s*— alive", html)
+    assert re.search(r"beat beat@b</span>\s*— silent", html)
+    assert "retention: " in html and "database went away" in html

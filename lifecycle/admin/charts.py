@@ -48,8 +48,8 @@ def usage_bars(buckets: Sequence[dict]) -> Markup:
 def daily_chart(days: Sequence[tuple[date, int]], remaining: int | None, forecast: str | None,
                 per_day: float, unit: str) -> Markup:  # fmt: skip
     """Daily consumption as bars, with the cumulative line and its projection to exhaustion (dashed)."""
-    if not days:
-        return Markup('<p class="muted">Nothing consumed in the last 90 days.</p>')
+    if not any(units for _, units in days):
+        return Markup(f'<p class="muted">Nothing consumed in the last {len(days)} days.</p>')
     peak = max(1, max(units for _, units in days))
     span = len(days)
     step = (WIDTH - 2 * PAD) / span

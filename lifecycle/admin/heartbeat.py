@@ -9,16 +9,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from lifecycle.cleanup.models import Heartbeat, JobAlert, JobRun
-from lifecycle.db import utcnow
 
-# A process that has not beaten for this long is shown as silent (beats come every few seconds).
-SILENT_AFTER = timedelta(minutes=2)
 SHOWN = 20
 
 
-def heartbeats(session: Session, now: datetime | None = None) -> list[dict[str, Any]]:
-    """Each worker and beat process's last beat, the most recent first."""
-    now = now or utcnow()
+def heartbeats(session: Session, silent_after: timedelta, now: datetime) -> list[dict[str, Any]]:
+    """Each worker and beat process's last beat, the most recent first; silent past `silent_after`."""
     stmt = select(Heartbeat).order_by(Heartbeat.beat_at.desc()).limit(SHOWN)
     return [
         {
@@ -27,7 +23,7 @@ def heartbeats(session: Session, now: datetime | None = None) -> list[dict[str, 
             "host": hb.host,
             "pid": hb.pid,
             "last_beat_at": hb.beat_at,
-            "alive": now - hb.beat_at <= SILENT_AFTER,
+            "alive": now - hb.beat_at <= silent_after,
         }  # fmt: skip
         for hb in session.scalars(stmt)
     ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -65,7 +65,9 @@ def count_shipments(session: Session) -> dict[str, dict[str, dict[str, int]]]:
     return result
 
 
-def overview(session: Session, accounts: dict[str, Account], counts: CountsCache) -> dict[str, Any]:
+def overview(
+    session: Session, accounts: dict[str, Account], counts: CountsCache, silent_after: timedelta
+) -> dict[str, Any]:
     now = utcnow()
     shipment_counts, counted_at = counts.get(session)
     return {
@@ -77,7 +79,7 @@ def overview(session: Session, accounts: dict[str, Account], counts: CountsCache
         "pauses": pipeline.pauses(session),
         "quota": {name: provider_report(session, account, now) for name, account in accounts.items()},
         "alerts": quota_page.open_alerts(session),
-        "heartbeats": heartbeat.heartbeats(session, now),
+        "heartbeats": heartbeat.heartbeats(session, silent_after, now),
         "job_runs": heartbeat.latest_job_runs(session),
         "job_alerts": heartbeat.open_job_alerts(session),
         "now": now,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from flask import current_app, flash, redirect, render_template, url_for
 
 from lifecycle import runtime
@@ -17,7 +19,8 @@ def _counts() -> overview.CountsCache:
 @bp.get("/", endpoint="overview")
 def overview_page():  # type: ignore[no-untyped-def]
     with reading() as session:
-        data = overview.overview(session, runtime.accounts_in_force(), _counts())
+        silent_after = timedelta(seconds=runtime.settings().worker_stale_after_seconds)
+        data = overview.overview(session, runtime.accounts_in_force(), _counts(), silent_after)
         return render_template("admin/overview.html", title="Overview", data=data)
 
 
