@@ -12,6 +12,7 @@ from lifecycle import create_app, jobs, runtime
 from lifecycle.accounting import preview
 from lifecycle.accounting.models import LedgerEntry
 from lifecycle.admin import actions
+from lifecycle.api.tokens import create_token
 from lifecycle.extensions import db
 from lifecycle.inbox import service as inbox
 from lifecycle.shipments import queries
@@ -145,4 +146,12 @@ def test_shipment_cost_is_a_running_total_equal_to_its_ledger(settings_factory, 
     assert cost["units"] == sum(e.units for e in entries) >= 2  # registration + translation
     assert Decimal(cost["money"]) == sum((e.amount or Decimal(0) for e in entries), Decimal(0))
     assert cost["currency"] == "CNY"
+    with app.app_context(), db.new_session() as session, session.begin():
+        token = create_token(session, "test")
+    detail = app.test_client().get(
+        f"/api/shipments/17track/{NUMBER}", headers={"Authorization": f"Bearer {token}"}
+    )
+    shown = detail.get_json()["shipment"]
+    assert shown["cost"] == cost and sum(e["units"] for e in shown["ledger"]) == cost["units"]
+    assert {e["event"] for e in shown["ledger"]} >= {"register"}
     db.engine.dispose()  # type: ignore[union-attr]

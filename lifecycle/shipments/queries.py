@@ -111,3 +111,23 @@ def operations(session: Session, shipment_id: int) -> list[dict[str, Any]]:
         }
         for op in session.scalars(stmt)
     ]
+
+def ledger_entries(session: Session, shipment_id: int) -> list[dict[str, Any]]:
+    """What the accountant charged for this shipment, entry by entry (the detail's `ledger`)."""
+    from lifecycle.accounting.models import LedgerEntry
+
+    stmt = select(LedgerEntry).where(LedgerEntry.shipment_id == shipment_id).order_by(LedgerEntry.id)
+    return [
+        {
+            "occurred_at": _iso(entry.occurred_at),
+            "event": entry.event_kind,
+            "rule": entry.rule,
+            "rule_set": entry.rule_set,
+            "bucket": entry.bucket,
+            "units": entry.units,
+            "unit": entry.unit,
+            "money": None if entry.amount is None else format(entry.amount.normalize(), "f"),
+            "currency": entry.currency,
+        }
+        for entry in session.scalars(stmt)
+    ]

@@ -73,6 +73,7 @@ def show_shipment(provider: str, number: str):  # type: ignore[no-untyped-def]
                 **queries.shipment_json(s),
                 "transitions": [queries.transition_json(t) for t in queries.history(session, s.id)],
                 "operations": queries.operations(session, s.id),
+                "ledger": queries.ledger_entries(session, s.id),
             }
             for s in found
         ]
