@@ -46,7 +46,7 @@ def _auto_stop(context: JobContext, rule: str, condition: ColumnElement[bool], a
     for session, shipments in batches(context, stmt, Shipment.id):
         context.tally(f"stopped_{rule}", len(shipments))
         for shipment in shipments:
-            context.example("stopped", {**describe(shipment), "rule": rule})
+            context.example("stopped_numbers", {**describe(shipment), "rule": rule})
         if context.dry_run:
             continue
         for shipment in shipments:
@@ -95,7 +95,7 @@ def _delete_expired(context: JobContext) -> None:
     for session, shipments in batches(context, stmt, Shipment.id):
         context.tally("deleted", len(shipments))
         for shipment in shipments:
-            context.example("deleted", describe(shipment))
+            context.example("deleted_numbers", describe(shipment))
             if context.dry_run:
                 continue
             shipment.tracking = "deleted"

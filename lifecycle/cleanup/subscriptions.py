@@ -38,6 +38,7 @@ def _report_ending(context: JobContext, renew: bool) -> None:
         Shipment.tracking_mode == "push",
         Shipment.tracking == "tracking",
         Shipment.status != "delivered",
+        Shipment.subscription_expires_at > context.now,  # ended ones are expired below
         Shipment.subscription_expires_at < horizon,
     )
     for session, shipments in batches(context, stmt, Shipment.id, lock=False):

@@ -1,0 +1,123 @@
+"""Worker and beat heartbeats in /healthz; `manage.py beat` on a fresh checkout; `manage.py cleanup`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import redis
+import time_machine
+from click.testing import CliRunner
+from sqlalchemy import create_engine, text
+
+from config.settings import get_settings
+from lifecycle import migrate
+from lifecycle.cli import cli
+from lifecycle.cli import context as cli_context
+from tests.cleanup_helpers import NOW, add_shipment, runs, shipment
+from tests.conftest import REDIS_URL, _services_missing
+from tests.helpers import wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_healthz_says_no_worker_has_run_until_one_does(app, client):
+    body = client.get("/healthz").get_json()
+    assert body["worker_heartbeat_age_seconds"] is None
+    assert body["workers"] == {"alive": 0, "problem": "no worker has run yet"}
+    from workers import tasks
+
+    with time_machine.travel(NOW, tick=False):
+        with app.app_context():
+            tasks.heartbeat.apply().get()
+        fresh = client.get("/healthz").get_json()
+    assert fresh["worker_heartbeat_age_seconds"] == 0.0 and fresh["workers"] == {"alive": 1, "problem": None}
+    with time_machine.travel(NOW + timedelta(minutes=12), tick=False):
+        stale = client.get("/healthz")
+    body = stale.get_json()
+    assert stale.status_code == 200 and body["worker_heartbeat_age_seconds"] == 720.0
+    assert body["workers"] == {"alive": 0, "problem": "no worker has run for 12 minutes"}
+
+
+def test_beat_starts_without_var_and_records_its_heartbeat(tmp_path):
+    """A fresh checkout: VAR_DIR does not exist, the broker is Redis (production set-up)."""
+    missing = _services_missing()
+    if missing:
+        pytest.skip(f"Redis/PostgreSQL not reachable: {missing}")
+    var_dir = tmp_path / "var-not-created-yet"
+    database = f"sqlite:///{tmp_path / 'db' / 'lifecycle.sqlite3'}"
+    migrate.upgrade(database)
+    env = {
+        **os.environ,
+        "VAR_DIR": str(var_dir),
+        "DATABASE_URL": database,
+        "BROKER_URL": REDIS_URL,
+        "HEARTBEAT_INTERVAL_SECONDS": "0.5",
+    }
+    log = tmp_path / "beat.log"
+    with log.open("wb") as output:
+        beat = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "beat"], cwd=tmp_path, env=env,
+                                stdout=output, stderr=subprocess.STDOUT)  # fmt: skip
+    engine = create_engine(database)
+    try:
+
+        def beat_heartbeat() -> bool:
+            assert beat.poll() is None, log.read_text()
+            with engine.connect() as connection:
+                return bool(
+                    connection.execute(text("SELECT count(*) FROM heartbeats WHERE kind='beat'")).scalar()
+                )
+
+        wait_for(beat_heartbeat, timeout=60, interval=0.2)
+        time.sleep(3)  # still scheduling a few seconds later
+        assert beat.poll() is None and var_dir.is_dir(), log.read_text()
+    finally:
+        beat.terminate()
+        try:
+            beat.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # a broken beat may ignore SIGTERM
+            beat.kill()
+            beat.wait(timeout=30)
+        engine.dispose()
+        redis.Redis.from_url(REDIS_URL).flushdb()
+
+
+@pytest.fixture
+def run_cli(app, settings, monkeypatch):  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("BROKER_URL", settings.broker_url)
+    monkeypatch.setenv("VAR_DIR", str(settings.var_dir))
+    monkeypatch.setenv("SEVENTEENTRACK_API_KEY", settings.seventeentrack_api_key.get_secret_value())
+    monkeypatch.setattr(cli_context, "_app", None)
+    get_settings.cache_clear()
+
+    def run(*args: str) -> str:
+        result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    yield run
+    get_settings.cache_clear()
+
+
+def test_cleanup_cli_dry_run_lists_then_a_run_acts_and_list_shows_it(app, run_cli):
+    with app.app_context():
+        add_shipment("OLD-DELIVERED", status="delivered", last_event_at=NOW - timedelta(days=3))
+    dry = json.loads(run_cli("cleanup", "safety-net", "--dry-run", "--json"))
+    assert dry["would_stopped"] == 1 and dry["shipments"][0]["number"] == "OLD-DELIVERED"
+    assert shipment("OLD-DELIVERED").tracking == "tracking"
+    text_output = run_cli("cleanup", "safety-net")
+    assert "stopped: 1" in text_output and shipment("OLD-DELIVERED").tracking == "stopping"
+    listing = json.loads(run_cli("cleanup", "--list", "--json"))
+    jobs = {item["job"]: item for item in listing["jobs"]}
+    assert jobs["safety-net"]["every_seconds"] == 3600.0
+    assert jobs["safety-net"]["last_run"]["counts"]["stopped"] == 1
+    assert jobs["retention"]["last_run"] is None
+    assert listing["replay"]["complete"] is True
+    assert "safety-net" in run_cli("cleanup", "--list") and len(runs("safety-net")) == 2
