@@ -27,6 +27,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _heartbeats(base: str) -> dict | None:
+    health = _get(f"{base}/healthz") or {}
+    ages = (health.get("worker_heartbeat_age_seconds"), health.get("beat_heartbeat_age_seconds"))
+    return health if None not in ages else None
+
+
 def test_run_serves_processes_and_stops_on_sigterm(tmp_path):
     port = free_port()
     with SimulatorServer("run-key") as sim:
@@ -36,6 +42,7 @@ def test_run_serves_processes_and_stops_on_sigterm(tmp_path):
             "VAR_DIR": str(tmp_path / "var"),
             "SEVENTEENTRACK_API_KEY": "run-key",
             "SEVENTEENTRACK_API_URL": sim.url,
+            "HEARTBEAT_INTERVAL_SECONDS": "1",
         }
         command = [sys.executable, "manage.py", "run", "--port", str(port)]
         process = subprocess.Popen(
@@ -44,13 +51,16 @@ def test_run_serves_processes_and_stops_on_sigterm(tmp_path):
         base = f"http://127.0.0.1:{port}"
         try:
             health = wait_for(lambda: _get(f"{base}/healthz"), timeout=60)
-            assert health == {
+            assert {key: health[key] for key in ("status", "database", "broker", "inbox_pending")} == {
                 "status": "ok",
                 "database": "ok",
                 "broker": "ok",
                 "inbox_pending": 0,
-                "inbox_failed": 0,
             }
+            assert health["inbox_failed"] == 0
+            # The embedded worker and beat both write heartbeats (HEARTBEAT_INTERVAL_SECONDS below).
+            beating = wait_for(lambda: _heartbeats(base), timeout=60, interval=0.5)
+            assert beating["workers"] == {"alive": 1, "problem": None}
             body = pushes.encode(delivered("RR123456789CN"))
             response = requests.post(
                 f"{base}/webhooks/17track", data=body, headers={"sign": st.sign(body, "run-key")}
