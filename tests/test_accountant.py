@@ -132,9 +132,20 @@ def test_quota_report_over_api_and_cli_shape(settings_factory, sim):
 
 
 @pytest.mark.parametrize(
-    ("monthly", "cheapest"), [(50, "free"), (900, "basic"), (4000, "advanced"), (30000, "pro")]
+    ("monthly", "cheapest", "if_free_alongside", "saving"),
+    [
+        (50, "free", "free", None),
+        (833, "basic", "basic", None),  # 9,996 a year fits Basic's 10,000
+        (834, "advanced", "basic", "1000"),  # 10,008 does not, unless the free 100 a month also count
+        (933, "advanced", "basic", "1000"),  # (933 - 100) × 12 = 9,996
+        (934, "advanced", "advanced", None),
+        (4000, "advanced", "advanced", None),
+        (30000, "pro", "pro", None),
+    ],
 )
-def test_plan_advice_picks_the_cheapest_plan_that_covers_the_history(app, monthly, cheapest):
+def test_plan_advice_sizes_on_monthly_volume_times_twelve_and_shows_the_free_quota_alternative(
+    app, monthly, cheapest, if_free_alongside, saving
+):
     with app.app_context(), db.new_session() as session, session.begin():
         for month in range(1, 13):
             session.add(UsageTotal(provider="17track", scope="month", period=f"2025-{month:02d}", key="quota",
@@ -143,6 +154,10 @@ def test_plan_advice_picks_the_cheapest_plan_that_covers_the_history(app, monthl
         advice = advise(session, runtime.account("17track"))
     assert advice["cheapest"] == cheapest
     assert advice["annual_need"] == monthly * 12
+    alternative = advice["alternative"]
+    assert (alternative["cheapest"], alternative["saving"]) == (if_free_alongside, saving)
+    assert alternative["annual_need"] == max(0, monthly - 100) * 12
+    assert alternative["rule_file_assumes_it"] is True
     assert advice["savings"]["quota_saved"]["17track-official"]["units"] == 0
 
 
@@ -168,6 +183,9 @@ def test_replay_equals_live_and_prices_what_if_rule_sets(settings_factory, sim, 
     assert live["live"] == live["replay"] and live["live"]["units"] == 5
     # Per cycle: each of the 3 pushes per number moved a tracked, undelivered shipment.
     assert what_if["replay"]["units"] == 5 + 4 * 3
+    # Under another rule set the entries cannot match key by key: it says which rules differ instead.
+    assert what_if["what_if"] and what_if["live_rule_set"] == "17track-official"
+    assert "rule 17track.update_cycle: live 0 units, replay 12 units (+12)" in what_if["differences"]
 
 
 def test_a_bad_rule_file_stops_the_service_at_start_naming_the_line(settings_factory, tmp_path):

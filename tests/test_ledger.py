@@ -240,3 +240,26 @@ def test_a_large_batch_is_charged_in_one_call(app):
     acct = account(plan="pro")
     assert len(charge(app, acct, [register(n) for n in range(4000)])) == 4000
     assert sum(e.units for e in entries(app)) == 4000
+
+
+def test_carrier_changes_of_one_number_under_two_carriers_are_charged_separately(app):
+    from lifecycle.accounting import events17
+    from lifecycle.operations.models import Operation
+    from lifecycle.shipments.models import Shipment
+
+    answers = []
+    for carrier in (3011, 190271):  # the same number registered under two carriers: two registrations
+        shipment = Shipment(provider="17track", number="RR1", carrier=carrier, registration_generation=1,
+                            carrier_changes=0)  # fmt: skip
+        op = Operation(provider="17track", kind="changecarrier", number="RR1", carrier=carrier,
+                       payload={"carrier_new": 100003})  # fmt: skip
+        answers += events17.for_answer(op, shipment, {"number": "RR1"})
+    assert [e.key for e in answers] == [
+        "17track:changecarrier:RR1:3011:1:1",
+        "17track:changecarrier:RR1:190271:1:1",
+    ]
+    charge(app, account(), answers)
+    assert [(e.rule, e.idempotency_key) for e in entries(app)] == [
+        ("17track.carrier_change", "17track:changecarrier:RR1:3011:1:1"),
+        ("17track.carrier_change", "17track:changecarrier:RR1:190271:1:1"),
+    ]

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+from datetime import date
 from decimal import Decimal
 
 import pytest
 
 from config.settings import PROJECT_ROOT
-from lifecycle.accounting.rules import ProviderRules, RulesError, load_rules
+from lifecycle.accounting.rules import FreeTier, ProviderRules, RulesError, load_rules
 
 SHIPPED = PROJECT_ROOT / "config" / "quota_rules"
 
@@ -29,6 +30,9 @@ def test_shipped_files_load_with_their_defaults(rules):
     assert seventeen.default_rule_set == "17track-official"
     assert seventeen.rule_sets["17track-per-cycle"].extends == "17track-official"
     assert seventeen.plans["free"].included_units == 0
+    # The reported 2026 change is unverified: shipped as a commented example, not in force.
+    assert seventeen.free_units_alongside_plan and seventeen.free_tier_changes == ()
+    assert seventeen.free_tier(date(2026, 6, 1)) == FreeTier(None, 100, 0)
     assert (cargoai.unit, cargoai.currency, cargoai.free_monthly_units) == ("subscription", "USD", 0)
     assert cargoai.email_free_monthly is None and cargoai.emails_per_unit is None
     assert load_rules(SHIPPED) == rules
@@ -97,6 +101,7 @@ event = "pull_call"
 units = 1
 """
 APPENDED_SET = '\n[rule_sets.extra]\nextends = "{parent}"\n'
+_ROOT_END = 'default_rule_set = "base"\n'
 
 # Each row: case, text replaced (first match), replacement, a substring of the line the error must
 # name (which match: 0 first, -1 last), a fragment of the message. One row per kind of bad file.
@@ -136,6 +141,23 @@ BAD_FILES = [
     ("same ledger key", 'name = "pull"\nevent = "pull_call"', 'name = "pull"\nevent = "subscribe"',
      'event = "subscribe"', -1, "same ledger keys as rule 'subscribe'"),
     ("unknown unit", "units = 1\n", 'units = 1\nunit = "calls"\n', 'unit = "calls"', 0, "has unit 'calls'"),
+    ("free tier change without a date", _ROOT_END, _ROOT_END + "[[free_tier_changes]]\nmonthly_units = 0\n",
+     "[[free_tier_changes]]", 0, "free tier change #1 is missing required key 'effective_from'"),
+    ("free tier date with a time", _ROOT_END,
+     _ROOT_END + "[[free_tier_changes]]\neffective_from = 2026-01-07T00:00:00\nmonthly_units = 0\n",
+     "effective_from", 0, "free tier change #1 has effective_from"),
+    ("free tier changes out of order", _ROOT_END, _ROOT_END
+     + "[[free_tier_changes]]\neffective_from = 2026-02-01\nmonthly_units = 0\n"
+     + "[[free_tier_changes]]\neffective_from = 2026-01-07\nmonthly_units = 0\n",
+     "effective_from = 2026-01-07", 0, "free tier change #2 must come after the change before it"),
+    ("free tier unknown key", _ROOT_END,
+     _ROOT_END + "[[free_tier_changes]]\neffective_from = 2026-01-07\nmonthy_units = 0\n",
+     "monthy_units", 0, "unknown key 'monthy_units'"),
+    ("free tier negative grant", _ROOT_END, _ROOT_END
+     + "[[free_tier_changes]]\neffective_from = 2026-01-07\nmonthly_units = 0\none_time_units = -200\n",
+     "one_time_units", 0, "has negative one_time_units"),
+    ("alongside not a bool", _ROOT_END, _ROOT_END + 'free_units_alongside_plan = "yes"\n',
+     "free_units_alongside_plan", 0, "free_units_alongside_plan = 'yes': expected true or false"),
 ]
 
 # The same on the shipped 17TRACK file, for checks that need its event attrs.
@@ -174,6 +196,20 @@ def test_bad_rule_file_names_file_and_line(tmp_path, base, name, case, old, new,
 def test_valid_template_loads(tmp_path):
     (tmp_path / "cargoai.toml").write_text(VALID)
     assert load_rules(tmp_path)["cargoai"].rule_set().name == "base"
+
+
+def test_free_tier_changes_take_effect_on_their_dates(tmp_path):
+    changes = (
+        "free_units_alongside_plan = false\n"
+        "[[free_tier_changes]]\neffective_from = 2026-01-07\nmonthly_units = 0\none_time_units = 200\n"
+        "[[free_tier_changes]]\neffective_from = 2027-01-01\nmonthly_units = 50\n"
+    )
+    (tmp_path / "cargoai.toml").write_text(VALID.replace(_ROOT_END, _ROOT_END + changes))
+    rules = load_rules(tmp_path)["cargoai"]
+    assert rules.free_units_alongside_plan is False
+    assert rules.free_tier(date(2026, 1, 6)) == FreeTier(None, 0, 0)  # free_monthly_units before the first
+    assert rules.free_tier(date(2026, 1, 7)) == FreeTier(date(2026, 1, 7), 0, 200)
+    assert rules.free_tier(date(2027, 3, 1)) == FreeTier(date(2027, 1, 1), 50, 0)
 
 
 def test_files_inside_the_project_are_named_relative_to_it(tmp_path, monkeypatch):

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from lifecycle.accounting import periods
 from lifecycle.accounting.ledger import Account
 from lifecycle.accounting.models import UsageTotal
 from lifecycle.accounting.rules import Plan
+from lifecycle.db import utcnow
 from lifecycle.inbox.models import InboxEvent
 from lifecycle.operations.models import Operation
 from lifecycle.shipments.models import Shipment, Transition
@@ -21,6 +24,7 @@ CYCLES_AFTER_DELIVERY = 15
 
 
 def monthly_history(session: Session, account: Account) -> list[tuple[str, int]]:
+    """Units per calendar month, oldest first; a month without a total between two that have one is 0."""
     stmt = (
         select(UsageTotal.period, UsageTotal.units)
         .where(
@@ -30,7 +34,16 @@ def monthly_history(session: Session, account: Account) -> list[tuple[str, int]]
         )  # fmt: skip
         .order_by(UsageTotal.period)
     )
-    return [(period, units) for period, units in session.execute(stmt)]
+    stored = dict(session.execute(stmt).all())
+    if not stored:
+        return []
+    first, last = min(stored), max(stored)
+    months, month = [], first
+    while month <= last:
+        months.append((month, stored.get(month, 0)))
+        year, number = int(month[:4]), int(month[5:7])
+        month = f"{year + number // 12}-{number % 12 + 1:02d}"
+    return months
 
 
 def price_year(plan: Plan, months: list[int], free_monthly: int) -> dict[str, Any]:
@@ -57,37 +70,73 @@ def price_year(plan: Plan, months: list[int], free_monthly: int) -> dict[str, An
     }
 
 
-def advise(session: Session, account: Account) -> dict[str, Any]:
-    history = monthly_history(session, account)
-    months = [units for _, units in history]
+def last_twelve(months: list[int], average: Decimal) -> list[int]:
+    """The year the `actual_history` comparison prices: the last 12 months, or all of a shorter
+    history followed by months at the average."""
+    if len(months) >= 12:
+        return months[-12:]
+    return months + [int(average)] * (12 - len(months))
+
+
+def advise(session: Session, account: Account, today: date | None = None) -> dict[str, Any]:
+    """The cheapest plan by the seed's rule (average monthly volume × 12 within the plan's quota),
+    and, on a separate line, what the free monthly quota would save if it also applies beside a plan."""
+    months = [units for _, units in monthly_history(session, account)]
     average = Decimal(sum(months)) / len(months) if months else Decimal(0)
     projected = [int(average.to_integral_value())] * 12
-    actual = (months + [0] * 12)[-12:] if len(months) >= 12 else months + [int(average)] * (12 - len(months))
-    free = account.rules.free_monthly_units
+    actual = last_twelve(months, average)
+    free = account.rules.free_tier(today or periods.local_date(utcnow(), account.tz)).monthly_units
     plans = []
     for plan in sorted(account.rules.plans.values(), key=lambda p: p.included_units or 0):
+        # The free plan's quota is the free tier itself; a paid plan's is its own, by the seed's rule.
+        own_free = free if plan.price == 0 else 0
         plans.append({"plan": plan.name, "included_units": plan.included_units,
                       "price": None if plan.price is None else str(plan.price),
-                      "average_x12": price_year(plan, projected, free),
-                      "actual_history": price_year(plan, actual, free)})  # fmt: skip
-    fitting = [p for p in plans if p["average_x12"]["overage_units"] == 0 and p["price"] is not None]
-    cheapest = min(fitting, key=lambda p: Decimal(p["price"]), default=None)
+                      "average_x12": price_year(plan, projected, own_free),
+                      "actual_history": price_year(plan, actual, own_free),
+                      "with_free_alongside": price_year(plan, projected, free)})  # fmt: skip
+    cheapest = _cheapest(plans, "average_x12")
     return {
         "months_observed": len(months),
         "average_monthly_units": str(average.quantize(Decimal("0.1"))),
         "annual_need": int(average * 12),
+        "currency": account.rules.currency,
         "plans": plans,
         "cheapest": cheapest["plan"] if cheapest else None,
-        "why": _why(cheapest, average, free),
+        "why": _why(cheapest, average),
+        "alternative": _alternative(account, plans, cheapest, average, free),
         "savings": savings(session, account),
     }
 
 
-def _why(cheapest: dict[str, Any] | None, average: Decimal, free: int) -> str:
+def _cheapest(plans: list[dict[str, Any]], basis: str) -> dict[str, Any] | None:
+    fitting = [p for p in plans if p[basis]["overage_units"] == 0 and p["price"] is not None]
+    return min(fitting, key=lambda p: Decimal(p["price"]), default=None)
+
+
+def _why(cheapest: dict[str, Any] | None, average: Decimal) -> str:
     if cheapest is None:
         return "no plan with a known price covers the observed volume; overage prices are unknown"
-    return (f"{cheapest['plan']} is the cheapest plan whose quota plus {free} free units a month covers "
-            f"{average.quantize(Decimal('0.1'))} units a month for 12 months")  # fmt: skip
+    need = int(average * 12)
+    return (f"{cheapest['plan']} is the cheapest plan whose quota covers the annual need of {need:,} units "
+            f"({average.quantize(Decimal('0.1'))} a month × 12)")  # fmt: skip
+
+
+def _alternative(
+    account: Account, plans: list[dict[str, Any]], chosen: dict[str, Any] | None, average: Decimal, free: int
+) -> dict[str, Any]:
+    """The other assumption: the free quota is spent before a paid plan's too, so less quota is needed."""
+    other = _cheapest(plans, "with_free_alongside")
+    saving = None
+    if chosen and other and other["plan"] != chosen["plan"]:
+        saving = str(Decimal(chosen["price"]) - Decimal(other["price"]))
+    return {
+        "assumption": f"the {free} free units a month also apply alongside a paid plan",
+        "rule_file_assumes_it": account.rules.free_units_alongside_plan,
+        "annual_need": int(max(Decimal(0), average - free) * 12),
+        "cheapest": other["plan"] if other else None,
+        "saving": saving,
+    }
 
 
 def savings(session: Session, account: Account) -> dict[str, Any]:

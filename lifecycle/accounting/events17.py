@@ -39,7 +39,9 @@ def for_answer(
         return [_event("delete", f"17track:delete:{pair}", op)]
     if op.kind == "changecarrier":
         change = (shipment.carrier_changes if shipment else 0) + 1
-        key = f"17track:changecarrier:{op.number}:{generation}:{change}"
+        # The carrier it leaves is part of the key: the same number under two carriers is two
+        # registrations, each with its own count of changes.
+        key = f"17track:changecarrier:{pair}:{change}"
         return [_event("carrier_change", key, op, change_number=change)]
     if op.kind == "changeinfo" and op.payload.get("lang"):
         kind = "lang_change" if shipment and shipment.lang else "lang_set"

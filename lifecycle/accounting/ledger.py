@@ -68,15 +68,28 @@ class Account:
     def buckets(self, when: datetime, unit: str = "") -> list[Bucket]:
         """The buckets a charge of this unit draws from, in order."""
         plan, period = self.plan_for(unit), self.plan_period(when, unit)
-        free = []
-        if self.rules.free_monthly_units and (unit or self.rules.unit) == self.rules.unit:
-            free = [Bucket("monthly_free", self.month(when), self.rules.free_monthly_units, Decimal(0))]
+        free = self._free_buckets(when, unit)
         if plan is None:
             return [*free, Bucket("overage", period, UNLIMITED, None)]
         # A yearly plan's quota is prepaid (cost spread per unit); a monthly plan's units are in its fee.
         name, price = ("plan", plan.unit_price) if plan.period == "year" else ("included", Decimal(0))
         included = Bucket(name, period, plan.included_units or 0, price if plan.price is not None else None)
         return [*free, included, Bucket("overage", period, UNLIMITED, plan.overage_unit_price)]
+
+    def _free_buckets(self, when: datetime, unit: str) -> list[Bucket]:
+        """The free tier in force on that day: this month's refill, then a one-time grant's rest."""
+        plan = self.plan_for(unit)
+        paid = plan is not None and plan.price != 0
+        if unit not in ("", self.rules.unit) or (paid and not self.rules.free_units_alongside_plan):
+            return []
+        tier = self.rules.free_tier(periods.local_date(when, self.tz))
+        free = []
+        if tier.monthly_units:
+            free.append(Bucket("monthly_free", self.month(when), tier.monthly_units, Decimal(0)))
+        if tier.one_time_units and tier.effective_from is not None:
+            since = tier.effective_from.isoformat()
+            free.append(Bucket("one_time_free", since, tier.one_time_units, Decimal(0)))
+        return free
 
 
 def _upsert_add(session: Session, rows: Sequence[dict[str, Any]]) -> None:
@@ -284,9 +297,18 @@ def _totals(account: Account, entries: list[dict[str, Any]]) -> list[dict[str, A
             row["amount"] += entry["amount"]
 
     for entry in entries:
-        bucket_period = entry["month"] if entry["bucket"] == "monthly_free" else entry["plan_period"]
-        add("bucket", bucket_period, total_key(entry["bucket"], entry["unit"]), entry)
+        add("bucket", _bucket_period(account, entry), total_key(entry["bucket"], entry["unit"]), entry)
         add("month", entry["month"], entry["unit"], entry)
         add("day", periods.local_date(entry["occurred_at"], account.tz).isoformat(), entry["unit"], entry)
         add("rule", entry["month"], entry["rule"], entry)
     return list(totals.values())
+
+
+def _bucket_period(account: Account, entry: dict[str, Any]) -> str:
+    """The period whose total limits the entry's bucket: the month, the plan period, or a grant's date."""
+    if entry["bucket"] == "monthly_free":
+        return entry["month"]
+    if entry["bucket"] == "one_time_free":
+        buckets = account.buckets(entry["occurred_at"], entry["unit"])
+        return next(b.scope_period for b in buckets if b.name == "one_time_free")
+    return entry["plan_period"]

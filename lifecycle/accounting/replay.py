@@ -21,7 +21,7 @@ from lifecycle import migrate
 from lifecycle.accounting import ledger
 from lifecycle.accounting.ledger import Account
 from lifecycle.accounting.models import LedgerEntry
-from lifecycle.accounting.rules import BillableEvent
+from lifecycle.accounting.rules import BillableEvent, RulesError
 from lifecycle.db import make_engine
 from lifecycle.inbox import service as inbox
 from lifecycle.inbox.models import InboxEvent
@@ -32,6 +32,9 @@ CHUNK = 2000
 
 def replay(live: Engine, accounts: dict[str, Account], rule_set: str | None = None) -> dict[str, Any]:
     account = accounts["17track"]
+    if rule_set and rule_set not in account.rules.rule_sets:
+        known = ", ".join(account.rules.rule_sets)
+        raise RulesError(f"17track has no rule set {rule_set!r} (known: {known})")
     if rule_set:
         account = replace(account, rule_set=account.rules.rule_set(rule_set))
     with tempfile.TemporaryDirectory() as directory:
@@ -44,11 +47,18 @@ def replay(live: Engine, accounts: dict[str, Account], rule_set: str | None = No
         events = _recorded_events(live, account) + cycles
         with Session(scratch) as session, session.begin():
             ledger.charge(session, account, events)
-        report = _compare(
-            live, scratch, account, same_rules=rule_set in (None, accounts["17track"].rule_set.name)
-        )
+        live_rule_set = accounts["17track"].rule_set.name
+        report = _compare(live, scratch, account, same_rules=account.rule_set.name == live_rule_set)
         scratch.dispose()
-    return {"rule_set": account.rule_set.name, "inbox_rows": rows, "events": len(events), **report}
+    return {
+        "rule_set": account.rule_set.name,
+        "live_rule_set": live_rule_set,
+        "what_if": account.rule_set.name != live_rule_set,
+        "currency": account.rules.currency,
+        "inbox_rows": rows,
+        "events": len(events),
+        **report,
+    }
 
 
 def _prices_cycles(account: Account) -> bool:
@@ -96,31 +106,52 @@ def _recorded_events(live: Engine, account: Account) -> list[BillableEvent]:
     return list(events.values())
 
 
-def _entries(engine: Engine, provider: str) -> dict[str, tuple[str, int, Decimal | None]]:
-    stmt = select(LedgerEntry.idempotency_key, LedgerEntry.bucket, LedgerEntry.units, LedgerEntry.amount)
+def _entries(engine: Engine, provider: str) -> dict[str, tuple[str, str, int, Decimal | None]]:
+    """Each ledger entry by idempotency key: (rule, bucket, units, amount)."""
+    entry = LedgerEntry
+    stmt = select(entry.idempotency_key, entry.rule, entry.bucket, entry.units, entry.amount)
     with Session(engine) as session:
         rows = session.execute(stmt.where(LedgerEntry.provider == provider))
-        return {key: (bucket, units, amount) for key, bucket, units, amount in rows}
+        return {key: (rule, bucket, units, amount) for key, rule, bucket, units, amount in rows}
 
 
-def _summary(entries: dict[str, tuple[str, int, Decimal | None]]) -> dict[str, Any]:
+def _summary(entries: dict[str, tuple[str, str, int, Decimal | None]]) -> dict[str, Any]:
     by_bucket: dict[str, int] = {}
-    for bucket, units, _ in entries.values():
+    by_rule: dict[str, int] = {}
+    for rule, bucket, units, _ in entries.values():
         by_bucket[bucket] = by_bucket.get(bucket, 0) + units
-    money = sum((amount for _, _, amount in entries.values() if amount is not None), Decimal(0))
+        by_rule[rule] = by_rule.get(rule, 0) + units
+    money = sum((amount for _, _, _, amount in entries.values() if amount is not None), Decimal(0))
     return {
         "units": sum(by_bucket.values()),
         "by_bucket": by_bucket,
+        "by_rule": by_rule,
         "money": str(money),
         "entries": len(entries),
     }
 
 
 def _compare(live: Engine, scratch: Engine, account: Account, same_rules: bool) -> dict[str, Any]:
+    """Same rule set: every entry must match, key by key. Another rule set: what each rule and bucket
+    would charge differently, since the keys of rules the live set lacks cannot match anything."""
     theirs, ours = _entries(live, account.provider), _entries(scratch, account.provider)
+    live_summary, replay_summary = _summary(theirs), _summary(ours)
     differences: list[str] = []
     if same_rules:
         for key in sorted(set(theirs) | set(ours)):
             if theirs.get(key) != ours.get(key):
                 differences.append(f"{key}: live {theirs.get(key)} replay {ours.get(key)}")
-    return {"live": _summary(theirs), "replay": _summary(ours), "differences": differences}
+    else:
+        for what in ("by_rule", "by_bucket"):
+            differences += _unit_differences(what, live_summary[what], replay_summary[what])
+    return {"live": live_summary, "replay": replay_summary, "differences": differences}
+
+
+def _unit_differences(what: str, live: dict[str, int], replayed: dict[str, int]) -> list[str]:
+    label = "rule" if what == "by_rule" else "bucket"
+    lines = []
+    for name in sorted(set(live) | set(replayed)):
+        before, after = live.get(name, 0), replayed.get(name, 0)
+        if before != after:
+            lines.append(f"{label} {name}: live {before} units, replay {after} units ({after - before:+d})")
+    return lines

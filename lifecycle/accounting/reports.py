@@ -48,13 +48,16 @@ def _daily_units(session: Session, account: Account, today: date, days: int) -> 
 def provider_report(
     session: Session, account: Account, now: datetime, month: str | None = None
 ) -> dict[str, Any]:
-    """One provider's usage: buckets, burn rate, forecast, cost, drivers, alerts, drift."""
+    """One provider's usage: buckets (per unit), burn rate, forecast, cost, drivers, alerts, drift.
+
+    The top-level `used` / `remaining` are in the provider's own unit (17TRACK quota, CargoAi
+    subscriptions); `units` has each unit the account counts (CargoAi: subscriptions and pull calls).
+    """
     unit = account.rules.unit
     when = _instant_in(month, account, now)
     month = account.month(when)
-    buckets = [_bucket_report(session, account, b, unit) for b in account.buckets(when, unit)]
-    month_row = _total(session, account.provider, "month", month, unit)
-    remaining = sum(b["remaining"] for b in buckets if b["remaining"] is not None)
+    per_unit = {u: _unit_report(session, account, when, month, u) for u in report_units(account)}
+    buckets = [bucket for report in per_unit.values() for bucket in report["buckets"]]
     today = periods.local_date(now, account.tz)
     burn = {f"{d}d": _rate(_daily_units(session, account, today, d), d) for d in (7, 30)}
     plan = account.plan_for(unit)
@@ -63,18 +66,39 @@ def provider_report(
         "rule_set": account.rule_set.name,
         "plan": _plan_json(account, when),
         "period": month,
-        "used": _units(month_row),
-        "remaining": remaining,
+        "used": per_unit[unit]["used"],
+        "remaining": per_unit[unit]["remaining"],
+        "units": {u: {k: v for k, v in r.items() if k != "buckets"} for u, r in per_unit.items()},
         "buckets": buckets,
         "burn_rate_per_day": {k: str(v) for k, v in burn.items()},
-        "forecast_exhausted_on": _forecast(account, buckets, burn["30d"], today),
-        "cost": _cost(session, account, when, month_row),
+        "forecast_exhausted_on": _forecast(account, per_unit[unit]["buckets"], burn["30d"], today),
+        "cost": _cost(session, account, when, per_unit),
         "cost_per_delivered_shipment": _cost_per_delivered(session, account, when),
         "top_cost_drivers": _drivers(session, account, month),
         "alerts": _alerts(session, account, when),
         "drift": _drift(session, account),
         "currency": account.rules.currency,
         "plan_price_known": bool(plan and plan.price is not None),
+    }
+
+
+def report_units(account: Account) -> list[str]:
+    """The provider's unit first, then every other unit its rules or plans count in."""
+    others = {rule.unit for rule in account.rule_set.rules} | {plan.unit for plan in account.plans.values()}
+    return [account.rules.unit, *sorted(others - {account.rules.unit, ""})]
+
+
+def _unit_report(session: Session, account: Account, when: datetime, month: str, unit: str) -> dict[str, Any]:
+    buckets = [_bucket_report(session, account, b, unit) for b in account.buckets(when, unit)]
+    month_row = _total(session, account.provider, "month", month, unit)
+    plan = account.plan_for(unit)
+    return {
+        "plan": plan.name if plan else None,
+        "used": _units(month_row),
+        "remaining": sum(b["remaining"] for b in buckets if b["remaining"] is not None),
+        "amount": _money(month_row.amount) if month_row else "0",
+        "unpriced_units": month_row.unpriced_units if month_row else 0,
+        "buckets": buckets,
     }
 
 
@@ -91,6 +115,7 @@ def _bucket_report(session: Session, account: Account, bucket: Any, unit: str) -
     used = _units(row)
     return {
         "bucket": bucket.name,
+        "unit": unit,
         "period": bucket.scope_period,
         "limit": bucket.limit if limited else None,
         "used": used,
@@ -124,7 +149,8 @@ def _forecast(account: Account, buckets: list[dict[str, Any]], per_day: Decimal,
     plan_bucket = next((b for b in buckets if b["bucket"] in ("plan", "included")), None)
     if plan_bucket is None:
         return None
-    free_per_day = Decimal(account.rules.free_monthly_units) / DAYS_PER_MONTH
+    free_monthly = sum(b["limit"] for b in buckets if b["bucket"] == "monthly_free")
+    free_per_day = Decimal(free_monthly) / DAYS_PER_MONTH
     net = per_day - free_per_day
     if plan_bucket["remaining"] == 0 and per_day > 0:
         return today.isoformat()
@@ -133,18 +159,44 @@ def _forecast(account: Account, buckets: list[dict[str, Any]], per_day: Decimal,
     return (today + timedelta(days=int(plan_bucket["remaining"] / net))).isoformat()
 
 
-def _cost(session: Session, account: Account, when: datetime, month_row: UsageTotal | None) -> dict[str, Any]:
-    plan_period = account.plan_period(when)
-    period_rows = [
-        _total(session, account.provider, "bucket", plan_period, total_key(name, account.rules.unit))
-        for name in ("plan", "included", "overage")
-    ]
-    unpriced = sum(r.unpriced_units for r in period_rows if r)
+def _cost(session: Session, account: Account, when: datetime, per_unit: dict[str, Any]) -> dict[str, Any]:
+    """Money: this month per unit and in all (monthly plan fees included), and the plan period's."""
+    period_rows = _plan_period_rows(session, account, when)
+    unpriced = sum(r.unpriced_units for r in period_rows)
     return {
-        "month": _money(month_row.amount) if month_row else "0",
-        "plan_period": _money(sum((r.amount for r in period_rows if r), Decimal(0))),
+        "month": per_unit[account.rules.unit]["amount"],
+        "plan_period": _money(sum((r.amount for r in period_rows), Decimal(0))),
         "unpriced_units": unpriced,
         "note": f"{unpriced} unit(s) at an unknown price are not in these sums" if unpriced else None,
+        "month_total": _month_total(account, per_unit),
+    }
+
+
+def _plan_period_rows(session: Session, account: Account, when: datetime) -> list[UsageTotal]:
+    """The totals of the provider unit's plan and overage buckets in the plan period holding `when`."""
+    plan_period = account.plan_period(when)
+    keys = [total_key(name, account.rules.unit) for name in ("plan", "included", "overage")]
+    rows = [_total(session, account.provider, "bucket", plan_period, key) for key in keys]
+    return [row for row in rows if row is not None]
+
+
+def _month_total(account: Account, per_unit: dict[str, Any]) -> dict[str, Any]:
+    """The month's bill: monthly plan fees + what each unit cost; `unknown` where a price is unknown."""
+    monthly_plans = [plan for plan in account.plans.values() if plan.period == "month"]
+    fees = [plan.price for plan in monthly_plans]
+    known = sum((fee for fee in fees if fee is not None), Decimal(0))
+    by_unit: dict[str, str] = {}
+    complete = None not in fees
+    for unit, report in per_unit.items():
+        known += Decimal(report["amount"])
+        by_unit[unit] = "unknown" if report["unpriced_units"] else report["amount"]
+        complete = complete and not report["unpriced_units"]
+    return {
+        "fee": _money(sum(fees, Decimal(0))) if None not in fees else "unknown",  # type: ignore[arg-type]
+        "fee_plans": [plan.name for plan in monthly_plans],
+        "by_unit": by_unit,
+        "total": _money(known) if complete else "unknown",
+        "known_part": _money(known),
     }
 
 
@@ -160,7 +212,7 @@ def _cost_per_delivered(session: Session, account: Account, when: datetime) -> d
             ("overage", account.plan_period(when)),
         )
     )
-    cost = _cost(session, account, when, None)["plan_period"]
+    cost = sum((row.amount for row in _plan_period_rows(session, account, when)), Decimal(0))
     return {
         "units": str((Decimal(units) / delivered).quantize(Decimal("0.01"))),
         "money": str((Decimal(cost) / delivered).quantize(Decimal("0.0001"))),

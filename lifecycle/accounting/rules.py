@@ -4,6 +4,8 @@ This module prices single events only; the ledger picks the bucket (monthly free
 because that needs stored state. One TOML file per provider:
 
     provider, unit, currency, free_monthly_units, default_rule_set   (all required)
+    free_units_alongside_plan = true|false                           (optional, default true)
+    [[free_tier_changes]] effective_from = <date>, monthly_units, one_time_units?   (optional)
     [email] free_monthly, emails_per_unit                            (optional)
     [plans.<name>] period = "year"|"month", included_units, price, overage_unit_price, unit?
     [rule_sets.<name>] description?, extends?                        (extends: inherit, then add)
@@ -21,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -163,6 +165,20 @@ class RuleSet:
 
 
 @dataclass(frozen=True)
+class FreeTier:
+    """The provider's free allowance from `effective_from` on (None: since the beginning).
+
+    `monthly_units` refill on the 1st of every month and do not accumulate; `one_time_units` are
+    granted once on `effective_from` and last until spent. A future change of the free tier is a
+    new `[[free_tier_changes]]` entry in the rule file, not code.
+    """
+
+    effective_from: date | None
+    monthly_units: int
+    one_time_units: int = 0
+
+
+@dataclass(frozen=True)
 class ProviderRules:
     provider: str
     unit: str
@@ -174,9 +190,21 @@ class ProviderRules:
     email_free_monthly: int | None
     emails_per_unit: int | None
     source: str = ""
+    # Later free tiers, oldest first; before the first, `free_monthly_units` a month is the tier.
+    free_tier_changes: tuple[FreeTier, ...] = ()
+    # Whether the free allowance is spent before a paid plan's quota (True) or only without one.
+    free_units_alongside_plan: bool = True
 
     def rule_set(self, name: str | None = None) -> RuleSet:
         return self.rule_sets[name or self.default_rule_set]
+
+    def free_tier(self, day: date) -> FreeTier:
+        """The free tier in force on `day` (a date in the account's time zone)."""
+        tier = FreeTier(None, self.free_monthly_units)
+        for change in self.free_tier_changes:
+            if change.effective_from is not None and change.effective_from <= day:
+                tier = change
+        return tier
 
     def email_units(self, sent_before: int, sent_now: int) -> int:
         """Units for `sent_now` emails when `sent_before` were already sent this calendar month.

@@ -10,6 +10,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from types import MappingProxyType
@@ -21,6 +22,7 @@ from lifecycle.accounting.rules import (
     PERIODS,
     UNKNOWN,
     UNRULED_KINDS,
+    FreeTier,
     Plan,
     ProviderRules,
     Rule,
@@ -30,8 +32,10 @@ from lifecycle.accounting.rules import (
 
 # Every key a table may hold: anything else is a typo (`unit = 1` meant `units = 1`), so it fails.
 _ROOT_KEYS = frozenset(
-    "provider unit currency free_monthly_units default_rule_set email plans rule_sets".split()
+    "provider unit currency free_monthly_units default_rule_set email plans rule_sets "
+    "free_units_alongside_plan free_tier_changes".split()
 )
+_FREE_TIER_KEYS = frozenset("effective_from monthly_units one_time_units".split())
 _PLAN_KEYS = frozenset("period included_units price overage_unit_price unit".split())
 _RULE_KEYS = frozenset("name event units unit key_suffix when refuse_above note".split())
 _REQUIRED: Any = object()
@@ -213,7 +217,29 @@ def _parse_provider(data: dict[str, Any], locator: _Locator) -> ProviderRules:
         email_free_monthly=email_free,
         emails_per_unit=emails_per_unit,
         source=locator.name,
+        free_tier_changes=_parse_free_tiers(data, locator),
+        free_units_alongside_plan=_value(
+            data, "free_units_alongside_plan", root, (bool,), "true or false", default=True
+        ),
     )
+
+
+def _parse_free_tiers(data: dict[str, Any], locator: _Locator) -> tuple[FreeTier, ...]:
+    """`[[free_tier_changes]]`: each a date the free tier changes on, oldest first."""
+    root = _Where(locator, "", "rule file")
+    raw_tiers = _value(data, "free_tier_changes", root, (list,), "an array of tables", default=[])
+    tiers: list[FreeTier] = []
+    for index, raw in enumerate(raw_tiers):
+        where = _Where(locator, "free_tier_changes", f"free tier change #{index + 1}", index)
+        _check_keys(raw, _FREE_TIER_KEYS, where)
+        start = _value(raw, "effective_from", where, (date,), "a date such as 2026-01-07")
+        if isinstance(start, datetime):
+            raise where.error(f"has effective_from {start!r}: expected a date, no time", "effective_from")
+        if tiers and start <= tiers[-1].effective_from:  # type: ignore[operator]
+            raise where.error("must come after the change before it (oldest first)", "effective_from")
+        one_time = _count(raw, "one_time_units", where) if "one_time_units" in raw else 0
+        tiers.append(FreeTier(start, _count(raw, "monthly_units", where), one_time))
+    return tuple(tiers)
 
 
 def _parse_email(data: dict[str, Any], where: _Where) -> tuple[int | None, int | None]:

@@ -16,7 +16,7 @@ from config.settings import Settings
 from lifecycle.accounting import ledger
 from lifecycle.accounting.ledger import Account, total_key
 from lifecycle.accounting.models import BudgetAlert, UsageTotal
-from lifecycle.accounting.rules import BillableEvent, ProviderRules, RulesError
+from lifecycle.accounting.rules import BillableEvent, ProviderRules, RulesError, load_rules
 from lifecycle.db import utcnow
 from lifecycle.operations.models import IN_FLIGHT, Operation, ServiceState
 from lifecycle.sqlutil import insert_ignoring_conflicts
@@ -189,6 +189,17 @@ def with_plan(account: Account, plan_names: str, start: date | None) -> Account:
         plan = account.rules.plans[name]
         plans[plan.unit or account.rules.unit] = plan
     return replace(account, plans=plans, plan_start=start)
+
+
+def accounts_in_force(session: Session, settings: Settings) -> dict[str, Account]:
+    """Every provider's account as the settings and rule files describe it, with the plans recorded
+    by `manage.py plan --set` taking precedence, read on the caller's own session.
+
+    Commands use this instead of the app's accounts: they need no web app, and reading on their own
+    session never waits for a second connection behind their own transaction (SQLite's one writer).
+    """
+    configured = build_accounts(settings, load_rules(settings.quota_rules_dir))
+    return {provider: in_force(session, account) for provider, account in configured.items()}
 
 
 def in_force(session: Session, account: Account) -> Account:

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
-from lifecycle.cli.context import app, transaction
+from lifecycle.cli.context import read_session, transaction
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from config.settings import Settings
+    from lifecycle.accounting.ledger import Account
 
 
 @click.command()
@@ -17,27 +24,49 @@ from lifecycle.cli.context import app, transaction
 @click.option("--allow-overage/--forbid-overage", default=None, help="Let registrations go past the plan.")
 def quota(as_json: bool, period: str | None, drift: bool, allow_overage: bool | None) -> None:
     """Quota used and remaining per bucket and provider, burn rate, forecast, cost, alerts."""
+    from lifecycle.accounting.reports import quota_report
+    from lifecycle.db import utcnow
+
+    if drift or allow_overage is not None:
+        _change_quota_state(drift, allow_overage)
+    with read_session() as session:
+        report = quota_report(session, _accounts(session), utcnow(), period)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    for provider, data in report["providers"].items():
+        _print_provider(provider, data)
+
+
+def _settings() -> Settings:
+    from config.settings import get_settings
+
+    return get_settings()
+
+
+def _accounts(session: Session) -> dict[str, Account]:
+    """The accounts in force, read on the command's own session (never a second one)."""
+    from lifecycle.accounting import service
+
+    return service.accounts_in_force(session, _settings())
+
+
+def _change_quota_state(drift: bool, allow_overage: bool | None) -> None:
+    """The two writes `quota` can make, in one short write transaction before the report is read."""
     from lifecycle import runtime
     from lifecycle.accounting import drift as drift_check
     from lifecycle.accounting import service
-    from lifecycle.accounting.reports import quota_report
     from lifecycle.db import utcnow
     from lifecycle.operations import pause
 
     with transaction() as session:
-        accounts = runtime.accounts_in_force()
+        accounts = _accounts(session)
         if allow_overage is not None:
             service.set_overage_allowed(session, "17track", allow_overage)
             if allow_overage:
                 pause.resume(session, "17track", "register")
         if drift and "17track" in accounts:
             drift_check.refresh(session, accounts["17track"], runtime.client17(), utcnow())
-        report = quota_report(session, accounts, utcnow(), period)
-    if as_json:
-        click.echo(json.dumps(report, indent=2))
-        return
-    for provider, data in report["providers"].items():
-        _print_provider(provider, data)
 
 
 def _print_provider(provider: str, data: dict) -> None:
@@ -47,10 +76,17 @@ def _print_provider(provider: str, data: dict) -> None:
     )
     for bucket in data["buckets"]:
         limit = "∞" if bucket["limit"] is None else bucket["limit"]
-        click.echo(f"  {bucket['bucket']:13} {bucket['period']:10} used {bucket['used']:>8} / {limit}"
-                   f"  amount {bucket['amount']} {data['currency']}")  # fmt: skip
+        click.echo(f"  {bucket['bucket']:13} {bucket['period']:10} used {bucket['used']:>8} / {limit} "
+                   f"{bucket['unit']}  amount {bucket['amount']} {data['currency']}")  # fmt: skip
+    total = data["cost"]["month_total"]
+    parts = [f"{unit} {amount}" for unit, amount in total["by_unit"].items()]
+    if total["fee_plans"]:
+        parts.insert(0, f"fee {total['fee']} ({', '.join(total['fee_plans'])})")
+    click.echo(f"  this month: {' + '.join(parts)} = {total['total']} {data['currency']}"
+               + (f" (known part {total['known_part']})" if total["total"] == "unknown" else ""))  # fmt: skip
     burn = data["burn_rate_per_day"]
-    click.echo(f"  used this month {data['used']} {data['unit']}, remaining {data['remaining']}; "
+    used = ", ".join(f"{u['used']} {unit} ({u['remaining']} left)" for unit, u in data["units"].items())
+    click.echo(f"  used this month {used}; "
                f"burn {burn['7d']}/day (7d), {burn['30d']}/day (30d); "
                f"runs out {data['forecast_exhausted_on'] or 'not at this rate'}")  # fmt: skip
     for driver in data["top_cost_drivers"]:
@@ -71,34 +107,43 @@ def _print_provider(provider: str, data: dict) -> None:
 @click.option("--provider", default="17track", type=click.Choice(["17track", "cargoai"]), show_default=True)
 def plan(as_json: bool, set_plan: str | None, start, provider: str) -> None:  # type: ignore[no-untyped-def]
     """The cheapest 17TRACK plan for the observed volume, and what the service saved."""
-    from lifecycle import runtime
     from lifecycle.accounting import service
     from lifecycle.accounting.advice import advise, cargoai_break_even
 
     if set_plan:
         with transaction() as session:
-            service.set_plan(session, runtime.accounts()[provider], set_plan, start.date() if start else None)
+            configured = service.accounts_in_force(session, _settings())[provider]
+            service.set_plan(session, configured, set_plan, start.date() if start else None)
         click.echo(f"{provider} plan in force: {set_plan}" + (f" from {start:%Y-%m-%d}" if start else ""))
-    with transaction() as session:
-        account = runtime.account("17track")
-        if account is None:
+    with read_session() as session:
+        accounts = _accounts(session)
+        if "17track" not in accounts:
             click.echo("no 17TRACK rules loaded", err=True)
             sys.exit(1)
-        advice = advise(session, account)
-        cargo = runtime.account("cargoai")
+        advice = advise(session, accounts["17track"])
+        cargo = accounts.get("cargoai")
         advice["cargoai_push_vs_pull"] = cargoai_break_even(session, cargo) if cargo else None
     if as_json:
         click.echo(json.dumps(advice, indent=2))
         return
-    click.echo(
-        f"observed {advice['months_observed']} month(s), {advice['average_monthly_units']} units/month"
-    )
+    _print_advice(advice)
+
+
+def _print_advice(advice: dict) -> None:
+    months, average, need = advice["months_observed"], advice["average_monthly_units"], advice["annual_need"]
+    click.echo(f"observed {months} month(s), {average} units/month: annual need {need:,} units")
     for item in advice["plans"]:
         projected, actual = item["average_x12"], item["actual_history"]
         click.echo(f"  {item['plan']:10} price {item['price'] or 'unknown':>6}: average×12 → cost "
-                   f"{projected['cost'] or 'unknown'} (overage {projected['overage_units']}); history → "
-                   f"{actual['cost'] or 'unknown'}")  # fmt: skip
+                   f"{projected['cost'] or 'unknown'} (overage {projected['overage_units']}); "
+                   f"last 12 months → {actual['cost'] or 'unknown'}")  # fmt: skip
     click.echo(f"cheapest: {advice['cheapest'] or 'none known'} — {advice['why']}")
+    other = advice["alternative"]
+    assumed = "the rule file assumes so" if other["rule_file_assumes_it"] else "the rule file assumes not"
+    outcome = "the same plan"
+    if other["saving"] is not None:
+        outcome = f"{other['cheapest']} would do, saving {other['saving']} {advice['currency']} a year"
+    click.echo(f"if {other['assumption']} ({assumed}): annual need {other['annual_need']:,} units, {outcome}")
     for name, saved in advice["savings"]["quota_saved"].items():
         click.echo(f"  saved under {name}: {saved['units']} units ({saved['why']})")
     cargo = advice["cargoai_push_vs_pull"]
@@ -115,20 +160,44 @@ def plan(as_json: bool, set_plan: str | None, start, provider: str) -> None:  # 
 @click.option("--rules", "rule_set", help="Price the history under another rule set (what-if).")
 def replay(as_json: bool, rule_set: str | None) -> None:
     """Rebuild state and ledger from the inbox and operations history; report differences."""
-    from lifecycle import runtime
     from lifecycle.accounting.replay import replay as rebuild
-    from lifecycle.extensions import db
+    from lifecycle.accounting.rules import RulesError
+    from lifecycle.db import make_engine
 
-    with app().app_context():
-        report = rebuild(db.engine, runtime.accounts_in_force(), rule_set)  # type: ignore[arg-type]
+    # Replay only reads the live database (it rebuilds into a scratch file): a read-only engine.
+    live = make_engine(_settings().database_url, writes=False)
+    try:
+        with read_session() as session:
+            accounts = _accounts(session)
+        report = rebuild(live, accounts, rule_set)
+    except RulesError as exc:
+        raise click.BadParameter(str(exc), param_hint="--rules") from None
+    finally:
+        live.dispose()
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))
         return
-    click.echo(f"replayed {report['inbox_rows']} inbox rows and {report['events']} billable events "
-               f"under {report['rule_set']}")  # fmt: skip
-    click.echo(f"live ledger: {report['live']['units']} units; replay: {report['replay']['units']} units")
-    for line in report["differences"][:50]:
-        click.echo(f"  difference: {line}")
-    if not report["differences"]:
-        click.echo("  no differences")
+    for line in replay_lines(report):
+        click.echo(line)
 
+
+def replay_lines(report: dict) -> list[str]:
+    """The replay report in words: a what-if says what it would cost more or less, and where."""
+    live, replayed, currency = report["live"], report["replay"], report["currency"]
+    lines = [
+        f"replayed {report['inbox_rows']} inbox rows and {report['events']} billable events "
+        f"under {report['rule_set']}",
+        f"live ledger ({report['live_rule_set']}): {live['units']} units, {live['money']} {currency}; "
+        f"replay ({report['rule_set']}): {replayed['units']} units, {replayed['money']} {currency}",
+    ]
+    if report["what_if"]:
+        change = replayed["units"] - live["units"]
+        amount = f"{abs(change)} unit(s) {'more' if change > 0 else 'less'} than" if change else "the same as"
+        lines.append(f"under {report['rule_set']} this history would cost {amount} the live ledger "
+                     f"under {report['live_rule_set']}")  # fmt: skip
+        lines += [f"  {line}" for line in report["differences"][:50]]
+        return lines
+    lines += [f"  difference: {line}" for line in report["differences"][:50]]
+    if not report["differences"]:
+        lines.append("  no differences: the replay rebuilt the live ledger entry for entry")
+    return lines

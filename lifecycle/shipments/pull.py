@@ -11,6 +11,7 @@ import calendar
 import json
 from collections.abc import Callable
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -26,16 +27,21 @@ from lifecycle.providers.client_cargoai import CargoAiClient
 from lifecycle.shipments.models import Shipment
 
 PROVIDER = "cargoai"
+UTC_ZONE = ZoneInfo("UTC")
 
 
-def calls_allowed_now(session: Session, budget: int, now: datetime) -> int:
-    """Today's share of what is left of the month's budget, minus what today already spent."""
-    month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    used_month = _calls_since(session, month_start)
+def calls_allowed_now(session: Session, budget: int, now: datetime, tz: ZoneInfo = UTC_ZONE) -> int:
+    """Today's share of what is left of the month's budget, minus what today already spent.
+
+    Months and days are the billing ones, in the account's time zone (ACCOUNT_TIMEZONE), as the
+    ledger counts them.
+    """
+    local = now.astimezone(tz)
+    day_start = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    used_month = _calls_since(session, day_start.replace(day=1))
     used_today = _calls_since(session, day_start)
-    days_in_month = calendar.monthrange(now.year, now.month)[1]
-    days_left = days_in_month - now.day + 1
+    days_in_month = calendar.monthrange(local.year, local.month)[1]
+    days_left = days_in_month - local.day + 1
     left = max(0, budget - used_month)
     share_today = -(-(left + used_today) // days_left)  # ceiling: round up, never past the budget
     return max(0, min(left, share_today - used_today))
@@ -55,7 +61,7 @@ def poll_due(
 ) -> dict[str, int]:
     now = utcnow()
     with session_factory() as session:
-        allowed = calls_allowed_now(session, budget, now)
+        allowed = calls_allowed_now(session, budget, now, account.tz if account else UTC_ZONE)
         stmt = (
             select(Shipment.id, Shipment.number)
             .where(
