@@ -27,7 +27,7 @@ class Shipment(Base):
     tracking: Mapped[str] = mapped_column(String(16), default="pending", index=True)
     # "registered" here, or "adopted" from a push for a number registered elsewhere.
     origin: Mapped[str] = mapped_column(String(16), default="registered")
-    tag: Mapped[str | None] = mapped_column(String(128), index=True)
+    tag: Mapped[str | None] = mapped_column(String(128))
     lang: Mapped[str | None] = mapped_column(String(16))
     # 17TRACK allows one free retrack and five carrier changes per number: refused locally after.
     retracked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())

@@ -41,7 +41,8 @@ def export_csv():  # type: ignore[no-untyped-def]
     zone = tz()
 
     def lines():  # type: ignore[no-untyped-def]
-        with db.new_session() as session:
+        # A read session: a long export must not hold SQLite's write lock while it streams.
+        with reading() as session:
             yield from shipment_list.csv_lines(session, filters, zone)
 
     headers = {"Content-Disposition": 'attachment; filename="shipments.csv"'}

@@ -22,6 +22,7 @@ SORT_INDEXES = {
     "ix_shipments_last_event_at_id": "last_event_at",
     "ix_shipments_registered_at_id": "registered_at",
 }
+PREFIX_INDEX = "ix_shipments_number_prefix"
 
 
 def upgrade() -> None:
@@ -50,7 +51,8 @@ def upgrade() -> None:
             sa.Column("cost_amount", sa.Numeric(precision=24, scale=10), server_default="0", nullable=False)
         )
         batch_op.add_column(sa.Column("cost_currency", sa.String(length=3), nullable=True))
-        batch_op.create_index("ix_shipments_tag", ["tag"], unique=False)
+        # Tag search pages by id: (tag, id) serves it in order, without sorting a popular tag's rows.
+        batch_op.create_index("ix_shipments_tag_id", ["tag", "id"], unique=False)
         batch_op.create_index("ix_shipments_cost_units", ["cost_units"], unique=False)
     with op.batch_alter_table("budget_alerts", schema=None) as batch_op:
         batch_op.add_column(sa.Column("acknowledged_at", lifecycle.db.UTCDateTime(), nullable=True))
@@ -61,6 +63,9 @@ def upgrade() -> None:
             op.create_index(name, "shipments", [sa.text(f"{column} DESC NULLS LAST"), sa.text("id DESC")])
         else:
             op.create_index(name, "shipments", [column, "id"])
+    if postgresql:
+        # Search by number prefix (LIKE 'RR12%'): a plain btree serves it only in the C collation.
+        op.create_index(PREFIX_INDEX, "shipments", [sa.text("number varchar_pattern_ops")])
 
 
 def _backfill_costs() -> None:
@@ -77,13 +82,14 @@ def _backfill_costs() -> None:
 
 
 def downgrade() -> None:
+    op.execute(f"DROP INDEX IF EXISTS {PREFIX_INDEX}")
     for name in SORT_INDEXES:
         op.drop_index(name, table_name="shipments")
     with op.batch_alter_table("budget_alerts", schema=None) as batch_op:
         batch_op.drop_column("acknowledged_at")
     with op.batch_alter_table("shipments", schema=None) as batch_op:
         batch_op.drop_index("ix_shipments_cost_units")
-        batch_op.drop_index("ix_shipments_tag")
+        batch_op.drop_index("ix_shipments_tag_id")
         batch_op.drop_column("cost_currency")
         batch_op.drop_column("cost_amount")
         batch_op.drop_column("cost_units")
