@@ -114,3 +114,28 @@ def test_the_celery_task_runs_the_job_and_records_it(app):
         tasks.safety_net.apply().get()
     assert shipment("OLD-DELIVERED").tracking == "stopping"
     assert runs("safety-net")[0].counts["stopped"] == 1
+
+
+def test_two_runs_at_once_do_the_work_once(app):
+    """Beat firing twice, or two machines: one run holds the lock, the other is skipped or finds nothing."""
+    import threading
+
+    from lifecycle.db import utcnow
+
+    with app.app_context():
+        for i in range(40):
+            add_shipment(f"D{i:02}", status="delivered", last_event_at=utcnow() - timedelta(days=2))
+    start = threading.Barrier(2)
+    results: list[dict] = []
+
+    def one_run() -> None:
+        start.wait()
+        results.append(run(app, "safety-net", cleanup_batch_size=5))
+
+    threads = [threading.Thread(target=one_run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert sum(result.get("stopped", 0) for result in results) == 40
+    assert len(operations("stoptrack")) == 40 and len({op.number for op in operations()}) == 40
