@@ -76,7 +76,18 @@ def sqlite_env(sqlite_template: Path, tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setattr("lifecycle.cli.context._app", None)  # an app built for another test's database
     get_settings.cache_clear()
     yield database
+    dispose_cli_app()
     get_settings.cache_clear()
+
+
+def dispose_cli_app() -> None:
+    """Close the database connections of the app a write command built, before its file goes."""
+    from lifecycle.cli import context
+    from lifecycle.extensions import db
+
+    if context._app is not None:
+        with context._app.app_context():
+            db.engine.dispose()  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("args", READ_COMMANDS, ids=" ".join)
@@ -130,3 +141,26 @@ def test_replay_names_the_known_rule_sets_for_an_unknown_one(sqlite_env):
     result = CliRunner().invoke(cli, ["replay", "--rules", "per-push"])
     assert result.exit_code == 2
     assert "17track-official, 17track-per-cycle" in result.output
+
+
+def test_quota_writes_only_what_its_options_ask_and_then_reports(sqlite_env, sim, monkeypatch):
+    from tests.conftest import API_KEY
+
+    monkeypatch.setenv("SEVENTEENTRACK_API_URL", sim.url)
+    monkeypatch.setenv("SEVENTEENTRACK_API_KEY", API_KEY)
+    get_settings.cache_clear()
+    result = CliRunner().invoke(cli, ["quota", "--json", "--drift", "--allow-overage"])
+    assert result.exit_code == 0, result.output
+    drift = json.loads(result.output)["providers"]["17track"]["drift"]
+    assert (drift["ours"], drift["theirs"]) == (0, 0)
+    assert {"getquota:17track", "overage-allowed:17track"} <= service_state_keys(sqlite_env)
+    assert CliRunner().invoke(cli, ["quota", "--forbid-overage"]).exit_code == 0
+    assert "overage-allowed:17track" not in service_state_keys(sqlite_env)
+
+
+def service_state_keys(database: Path) -> set[str]:
+    reader = sqlite3.connect(database)
+    try:
+        return {key for (key,) in reader.execute("SELECT key FROM service_state")}
+    finally:
+        reader.close()

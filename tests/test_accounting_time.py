@@ -20,6 +20,7 @@ from lifecycle.accounting import service
 from lifecycle.accounting.rules import BillableEvent
 from lifecycle.cli import cli
 from lifecycle.db import make_engine, utcnow
+from tests.test_accounting_cli import dispose_cli_app
 
 JAN_31_LATE = datetime(2026, 1, 31, 15, 30, tzinfo=UTC)  # 23:30 on 31 January in Shanghai
 FEB_1_EARLY = datetime(2026, 1, 31, 16, 30, tzinfo=UTC)  # 00:30 on 1 February there: new month, new plan year
@@ -40,17 +41,8 @@ def account_cli(settings_factory, monkeypatch) -> Iterator[str]:  # type: ignore
     monkeypatch.setattr("lifecycle.cli.context._app", None)
     get_settings.cache_clear()
     yield settings.database_url
-    _dispose_cli_app()
+    dispose_cli_app()
     get_settings.cache_clear()
-
-
-def _dispose_cli_app() -> None:
-    from lifecycle.cli import context
-    from lifecycle.extensions import db
-
-    if context._app is not None:
-        with context._app.app_context():
-            db.engine.dispose()  # type: ignore[union-attr]
 
 
 def run(*args: str) -> str:

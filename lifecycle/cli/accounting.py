@@ -59,14 +59,17 @@ def _change_quota_state(drift: bool, allow_overage: bool | None) -> None:
     from lifecycle.db import utcnow
     from lifecycle.operations import pause
 
-    with transaction() as session:
+    with read_session() as session:
         accounts = _accounts(session)
+    with transaction() as session:
+        if drift and "17track" in accounts:
+            # First, while the transaction has not touched the database: refresh asks getquota before
+            # it reads or writes, so SQLite's write lock is never held over the network call.
+            drift_check.refresh(session, accounts["17track"], runtime.client17(), utcnow())
         if allow_overage is not None:
             service.set_overage_allowed(session, "17track", allow_overage)
             if allow_overage:
                 pause.resume(session, "17track", "register")
-        if drift and "17track" in accounts:
-            drift_check.refresh(session, accounts["17track"], runtime.client17(), utcnow())
 
 
 def _print_provider(provider: str, data: dict) -> None:
