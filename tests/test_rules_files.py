@@ -213,7 +213,7 @@ def test_free_tier_changes_take_effect_on_their_dates(tmp_path):
 
 
 def test_files_inside_the_project_are_named_relative_to_it(tmp_path, monkeypatch):
-    monkeypatch.setattr("lifecycle.accounting.rules_loader.PROJECT_ROOT", tmp_path)
+    monkeypatch.setattr("lifecycle.accounting.rules_toml.PROJECT_ROOT", tmp_path)
     folder = tmp_path / "config" / "quota_rules"
     folder.mkdir(parents=True)
     (folder / "cargoai.toml").write_text(VALID.replace("units = 1", "units = -1", 1))
