@@ -10,6 +10,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from lifecycle.db import utcnow
+from lifecycle.providers import numbers
 from lifecycle.shipments.models import UNKNOWN_CARRIER, Shipment, Transition
 
 
@@ -81,9 +82,10 @@ def list_shipments(
     if tracking:
         stmt = stmt.where(Shipment.tracking == tracking)
     if number:
-        stmt = stmt.where(Shipment.number == number)
+        stmt = stmt.where(Shipment.number == numbers.normalise(provider, number))
     if prefix:
-        stmt = stmt.where(Shipment.number.startswith(prefix.upper(), autoescape=True))
+        # Stored numbers are in normal form (providers.numbers), so the prefix is put in it too.
+        stmt = stmt.where(Shipment.number.startswith(numbers.normalise_prefix(prefix), autoescape=True))
     if stale_days is not None:
         cutoff = utcnow() - timedelta(days=stale_days)
         stmt = stmt.where(or_(Shipment.last_seen_at < cutoff, Shipment.last_seen_at.is_(None)))
@@ -111,6 +113,7 @@ def operations(session: Session, shipment_id: int) -> list[dict[str, Any]]:
         }
         for op in session.scalars(stmt)
     ]
+
 
 def ledger_entries(session: Session, shipment_id: int) -> list[dict[str, Any]]:
     """What the accountant charged for this shipment, entry by entry (the detail's `ledger`)."""

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from lifecycle.db import utcnow
 from lifecycle.operations.models import Operation
 from lifecycle.operations.service import registration_key
+from lifecycle.providers.numbers import normalise_17track
 from lifecycle.shipments import cargoai_subscriptions
 from lifecycle.shipments.models import UNKNOWN_CARRIER, Shipment
 from lifecycle.shipments.requests import Outcome, Registration
@@ -33,7 +34,7 @@ NO_CARGOAI_KEY = (
 
 def check_number(raw: str) -> str:
     """The normalised number, or ValueError saying what is wrong with it."""
-    number = (raw or "").strip().upper()
+    number = normalise_17track(raw)
     if not number:
         raise ValueError("empty tracking number")
     if not 5 <= len(number) <= 50:
