@@ -8,7 +8,7 @@ measured here): the shipments page (first page, page 1,000 by cursor, a filtered
 event, a tag search) and the overview. Each page is requested --requests times after a warm-up; the
 p95 is printed for both sizes with the ratio 1,000,000 / 10,000. Targets: p95 < 100 ms, ratio <= 1.5.
 
-The overview's shipment counts are a cached aggregate (admin.overview.CountsCache, 30 s): the
+The overview's shipment counts are a cached aggregate (admin.overview.Aggregates, 30 s): the
 measured loads run inside one TTL, as most loads do; the cost of one recount is printed apart.
 """
 

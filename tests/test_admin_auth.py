@@ -143,6 +143,7 @@ def test_session_cookie_flags(settings_factory):
         h for h in sign_in(client).headers.getlist("Set-Cookie") if h.startswith("lifecycle_session=")
     )
     assert "HttpOnly" in header and "SameSite=Lax" in header and "Secure" in header
+    assert "Expires=" in header  # the signed-in session ends (after 12 h), not only with the browser
     db.engine.dispose()  # type: ignore[union-attr]
 
 

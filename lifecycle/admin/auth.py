@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from flask import Flask
 from flask_login import LoginManager, UserMixin
 from flask_wtf.csrf import CSRFProtect
@@ -10,6 +12,7 @@ from lifecycle.admin import accounts
 from lifecycle.admin.models import AdminUser
 from lifecycle.extensions import db
 
+SESSION_LIFETIME = timedelta(hours=12)
 csrf = CSRFProtect()
 login_manager = LoginManager()
 login_manager.login_view = "admin.sign_in"
@@ -45,6 +48,8 @@ def init_app(app: Flask) -> None:
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.public_base_url.startswith("https://"),
         SESSION_COOKIE_NAME="lifecycle_session",
+        # A signed-in session ends after this, whatever the browser keeps (sign_in sets it permanent).
+        PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
     )
     csrf.init_app(app)
     login_manager.init_app(app)

@@ -1,15 +1,17 @@
 """The overview: what an operator checks first, cheap at any table size.
 
 Counts per status and tracking state come from one GROUP BY kept as a cached aggregate (refreshed at
-most every COUNTS_TTL_SECONDS per process), so a page load does not count a million shipments. The
-other figures read small indexed sets: pending/failed inbox rows (partial indexes), unsettled
-operations, the accountant's running totals, pauses, alerts and heartbeats.
+most every COUNTS_TTL_SECONDS per process), so a page load does not count a million shipments; the
+quota summary (the accountant's report, itself read from running totals) is cached the same way.
+The other figures read small indexed sets: pending/failed inbox rows (partial indexes), unsettled
+operations, pauses, alerts and heartbeats.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,28 +29,29 @@ COUNTS_TTL_SECONDS = 30.0
 
 
 @dataclass
-class CountsCache:
-    """Shipment counts per (provider, status, tracking), recomputed when older than the TTL."""
+class Aggregates:
+    """Aggregates recomputed when older than the TTL: shipment counts and the quota summary.
+
+    Both read tables that grow (shipments) or take dozens of small queries (the accountant's
+    report), and an operator glancing at the overview does not need them fresher than the TTL.
+    """
 
     ttl: float = COUNTS_TTL_SECONDS
-    _value: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
-    _at: float = float("-inf")
-    _computed_at: datetime | None = None
+    _values: dict[str, tuple[float, datetime, Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def get(self, session: Session) -> tuple[dict[str, dict[str, dict[str, int]]], datetime | None]:
+    def get(self, key: str, compute: Callable[[], Any]) -> tuple[Any, datetime]:
+        """The cached value and when it was computed, recomputing it (once, under a lock) if stale."""
         with self._lock:
-            if time.monotonic() - self._at > self.ttl:
-                self._value, self._at, self._computed_at = (
-                    count_shipments(session),
-                    time.monotonic(),
-                    utcnow(),
-                )
-            return self._value, self._computed_at
+            found = self._values.get(key)
+            if found is None or time.monotonic() - found[0] > self.ttl:
+                found = (time.monotonic(), utcnow(), compute())
+                self._values[key] = found
+            return found[2], found[1]
 
     def clear(self) -> None:
         with self._lock:
-            self._at = float("-inf")
+            self._values.clear()
 
 
 def count_shipments(session: Session) -> dict[str, dict[str, dict[str, int]]]:
@@ -65,11 +68,20 @@ def count_shipments(session: Session) -> dict[str, dict[str, dict[str, int]]]:
     return result
 
 
+def quota_summary(session: Session, accounts: dict[str, Account], now: datetime) -> dict[str, Any]:
+    return {name: provider_report(session, account, now) for name, account in accounts.items()}
+
+
 def overview(
-    session: Session, accounts: dict[str, Account], counts: CountsCache, silent_after: timedelta
+    session: Session,
+    accounts: Callable[[], dict[str, Account]],
+    counts: Aggregates,
+    silent_after: timedelta,
 ) -> dict[str, Any]:
+    """Everything the overview shows; `accounts` is called only when the quota summary is recomputed."""
     now = utcnow()
-    shipment_counts, counted_at = counts.get(session)
+    shipment_counts, counted_at = counts.get("shipments", lambda: count_shipments(session))
+    quota, _ = counts.get("quota", lambda: quota_summary(session, accounts(), now))
     return {
         "counts": shipment_counts,
         "counted_at": counted_at,
@@ -77,7 +89,7 @@ def overview(
         "backlog": pipeline.backlog(session),
         "errors": pipeline.recent_errors(session),
         "pauses": pipeline.pauses(session),
-        "quota": {name: provider_report(session, account, now) for name, account in accounts.items()},
+        "quota": quota,
         "alerts": quota_page.open_alerts(session),
         "heartbeats": heartbeat.heartbeats(session, silent_after, now),
         "job_runs": heartbeat.latest_job_runs(session),

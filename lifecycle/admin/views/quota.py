@@ -12,15 +12,15 @@ from lifecycle.admin.blueprint import bp
 from lifecycle.admin.views import reading, writing
 
 
-def _counts() -> overview.CountsCache:
-    return current_app.extensions.setdefault("admin_counts", overview.CountsCache())
+def _counts() -> overview.Aggregates:
+    return current_app.extensions.setdefault("admin_counts", overview.Aggregates())
 
 
 @bp.get("/", endpoint="overview")
 def overview_page():  # type: ignore[no-untyped-def]
     with reading() as session:
         silent_after = timedelta(seconds=runtime.settings().worker_stale_after_seconds)
-        data = overview.overview(session, runtime.accounts_in_force(), _counts(), silent_after)
+        data = overview.overview(session, runtime.accounts_in_force, _counts(), silent_after)
         return render_template("admin/overview.html", title="Overview", data=data)
 
 

@@ -55,6 +55,7 @@ def _start_session(operator: Operator):  # type: ignore[no-untyped-def]
     target = _safe_next(request.args.get("next"))
     # A new session at sign-in: whatever the browser had before (a planted cookie) is dropped.
     session.clear()
+    session.permanent = True
     login_user(operator)
     session["sid"] = secrets.token_urlsafe(16)
     return redirect(target)
