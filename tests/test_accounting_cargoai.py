@@ -3,11 +3,13 @@ the pull budget counts the account's months, not UTC's."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+import time_machine
 
 from config.settings import PROJECT_ROOT
 from lifecycle import create_app, runtime
@@ -108,3 +110,30 @@ def test_pull_budget_counts_the_account_month_not_the_utc_month(app):
             # 31 calls for December's 31 days: today's share is 1, and today already spent it.
             assert calls_allowed_now(session, 31, later, shanghai) == 0
             assert calls_allowed_now(session, 31, later) == 1  # in UTC the call was last month's
+
+
+def test_quota_json_reports_the_pull_calls(settings_factory, monkeypatch):
+    from click.testing import CliRunner
+
+    from config.settings import get_settings
+    from lifecycle.cli import cli
+
+    settings = settings_factory(cargoai_plan="push-pro,pull-pro")
+    app = create_app(settings)
+    charge_usage(app, subscriptions=2, calls=11)
+    db.engine.dispose()  # type: ignore[union-attr]
+    env = {"DATABASE_URL": settings.database_url, "BROKER_URL": settings.broker_url,
+           "VAR_DIR": str(settings.var_dir), "CARGOAI_PLAN": "push-pro,pull-pro"}  # fmt: skip
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    with time_machine.travel(NOV + timedelta(days=1), tick=False):
+        result = CliRunner().invoke(cli, ["quota", "--json"], catch_exceptions=False)
+    get_settings.cache_clear()
+    cargoai = json.loads(result.output)["providers"]["cargoai"]
+    assert ("call", "overage", 1, None) in buckets(cargoai)
+    # Included calls are in pull-pro's fee and the extra one is past it: both prices are unknown.
+    assert cargoai["units"]["call"] == {
+        "plan": "pull-pro", "used": 11, "remaining": 0, "amount": "0", "unpriced_units": 11,
+    }  # fmt: skip
+    assert cargoai["cost"]["month_total"]["by_unit"] == {"subscription": "0", "call": "unknown"}
