@@ -31,6 +31,7 @@ from typing import Any
 
 from flask import Flask, g, jsonify, request
 
+from lifecycle.simulator import faults
 from lifecycle.simulator.cargoai_control import add_control_routes
 from lifecycle.simulator.cargoai_delivery import Pusher, advance, sign_callback
 from lifecycle.simulator.cargoai_paths import AWB_PATTERN, awb_check_digit_ok
@@ -102,10 +103,12 @@ def _gate(state: CargoAiState):  # type: ignore[no-untyped-def]
         time.sleep(state.options.latency_seconds)  # never under the lock
     with state.lock:
         state.calls.append(g.call)
-        if state.fail_next:
-            status = state.fail_next.pop(0)
-            error = "internal server error" if status == 500 else "injected fault"
-            return jsonify(status=status, error=error), status
+        fault = state.fail_next.pop(0) if state.fail_next else None
+    if isinstance(fault, int):
+        error = "internal server error" if fault == 500 else "injected fault"
+        return jsonify(status=fault, error=error), fault
+    if fault is not None and faults.hold_or_drop(fault, request, state.options.timeout_fault_seconds):
+        return "", 500  # written to nowhere: the connection is gone
     if not hmac.compare_digest(request.headers.get("x-api-key", "").encode(), state.api_key.encode()):
         return jsonify(status=401, error="unauthorized"), 401
     return None
@@ -220,10 +223,10 @@ class CargoAiSimulatorServer(BackgroundServer):
         and subscription expiry always do); returns the callbacks queued."""
         return advance(self.state, self.pusher, steps, None if awbs is None else set(awbs))
 
-    def fail_next(self, *statuses: int) -> None:
-        """The next API calls answer with these HTTP statuses, one each."""
+    def fail_next(self, *statuses: int | str) -> None:
+        """The next API calls get these faults, one each (HTTP statuses, "timeout", "reset")."""
         with self.state.lock:
-            self.state.fail_next.extend(statuses)
+            self.state.fail_next.extend(faults.parse(status) for status in statuses)
 
     def wait_for_callbacks(self, timeout: float = 10.0) -> bool:
         """Wait until no callback is queued (delays included) or in flight; False on timeout."""

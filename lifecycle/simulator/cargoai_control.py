@@ -7,7 +7,7 @@
 - GET  /_sim/tracking?awb=…               the AWB's tracking object and route kind (404: unknown)
 - GET  /_sim/clock                        the simulated clock
 - POST /_sim/advance                      {"steps"?: 1, "awbs"?: [...]}: advance now, call back
-- POST /_sim/fail_next                    {"statuses": [500, 503]}: the next API calls answer so
+- POST /_sim/fail_next                    {"statuses": [500, "timeout", "reset"]}: next calls' faults
 """
 
 from __future__ import annotations

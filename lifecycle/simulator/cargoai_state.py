@@ -41,6 +41,8 @@ class CargoAiOptions:
     duplicate_rate: float = 0.0
     delay_seconds: float | tuple[float, float] = 0.0
     latency_seconds: float = 0.0  # added to every API answer (the real pull averages 10 s)
+    # How long an injected "timeout" fault holds a call before carrying it out (faults.py).
+    timeout_fault_seconds: float = 45.0
     callback_timeout: float = 5.0
     seed: int = 0
 
@@ -101,7 +103,7 @@ class CargoAiState:
         self.calls: list[dict[str, Any]] = []
         self.callbacks: list[dict[str, Any]] = []
         # Injected faults: the next API calls answer with these HTTP statuses, one each.
-        self.fail_next: list[int] = []
+        self.fail_next: list[int | str] = []  # HTTP statuses, "timeout", "reset" (faults.py)
         self.lock = threading.Lock()
         self._ids = itertools.count(1)
 

@@ -20,6 +20,8 @@ import requests
 from flask import Flask, jsonify, request
 from werkzeug.serving import make_server
 
+from lifecycle.simulator import faults
+
 DUPLICATE_GAP_SECONDS = 0.05  # a duplicate arrives this long after the original (plus its delay)
 
 
@@ -38,7 +40,7 @@ class QueueOptions(Protocol):
 class ControlState(Protocol):
     lock: threading.Lock
     calls: list[dict[str, Any]]
-    fail_next: list[int]
+    fail_next: list[int | str]
 
 
 class BackgroundServer:
@@ -245,11 +247,16 @@ def add_log_route(app: Flask, state: ControlState, name: str, key: str, log: Cal
 
 def add_common_control_routes(app: Flask, state: ControlState, read_body: Callable[[], Any]) -> None:
     """GET /_sim/calls[?endpoint=…] (the call log) and POST /_sim/fail_next {"statuses": [...]} (the
-    next API calls answer with these HTTP statuses); `read_body` is the simulator's body reader."""
+    next API calls get these faults: HTTP statuses, "timeout", "reset"; see faults.py); `read_body`
+    is the simulator's body reader."""
     add_log_route(app, state, "calls", "endpoint", lambda: state.calls)
 
     @app.post("/_sim/fail_next")
     def sim_fail_next():  # type: ignore[no-untyped-def]
+        try:
+            queued = [faults.parse(value) for value in read_body().get("statuses", [])]
+        except ValueError as exc:
+            return jsonify(error=str(exc)), 400
         with state.lock:
-            state.fail_next.extend(int(s) for s in read_body().get("statuses", []))
+            state.fail_next.extend(queued)
             return jsonify(fail_next=list(state.fail_next))

@@ -7,7 +7,7 @@ use to look inside the account and to drive it.
 - POST /_sim/advance                      {"steps"?: 1, "numbers"?: [...]}: advance now, push changes
 - GET  /_sim/pushes[?number=…]            every push attempt and the HTTP status it got
 - GET/POST /_sim/webhook                  {"url": "…" | null}: the account's webhook URL
-- POST /_sim/fail_next                    {"statuses": [500, 429]}: the next calls answer with these
+- POST /_sim/fail_next                    {"statuses": [500, 429, "timeout", "reset"]}: next calls' faults
 """
 
 from __future__ import annotations

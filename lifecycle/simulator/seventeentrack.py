@@ -23,7 +23,7 @@ import requests
 from flask import Flask, g, jsonify, request
 
 from lifecycle.providers import pushes
-from lifecycle.simulator import codes, delivery, progression, queries, registry
+from lifecycle.simulator import codes, delivery, faults, progression, queries, registry
 from lifecycle.simulator.codes import RequestError
 from lifecycle.simulator.common import BackgroundServer
 from lifecycle.simulator.control import add_control_routes
@@ -58,21 +58,29 @@ def _item_list() -> list[dict[str, Any]]:
 
 def _gate(state: SimState):  # type: ignore[no-untyped-def]
     """Log the call, then injected faults, auth and the rate limit, in that order."""
-    now = time.time()
     body = request.get_json(force=True, silent=True)
     g.call = {
-        "at": now,
+        "at": time.time(),
         "endpoint": request.path.rsplit("/", 1)[-1],
         "items": len(body) if isinstance(body, list) else 0,
+        "numbers": [item.get("number") for item in body if isinstance(item, dict)]
+        if isinstance(body, list)
+        else [],
         "status": None,
     }
     with state.lock:
         state.calls.append(g.call)
-        if state.fail_next:
-            return jsonify(error="injected"), state.fail_next.pop(0)
+        fault = state.fail_next.pop(0) if state.fail_next else None
+    if fault is not None:
+        g.call["fault"] = fault
+        if isinstance(fault, int):
+            return jsonify(error="injected"), fault
+        if faults.hold_or_drop(fault, request, state.options.timeout_fault_seconds):
+            return "", 500  # written to nowhere: the connection is gone
+    with state.lock:
         if request.headers.get("17token") != state.api_key:
             return jsonify(codes.request_error(codes.INVALID_KEY)), 401
-        if not state.admit(now):  # a bad key or an injected fault does not use up a slot
+        if not state.admit(time.time()):  # a bad key or an injected fault does not use up a slot
             return jsonify(code=429, message="Too Many Requests"), 429
     return None
 
@@ -152,6 +160,11 @@ class SimulatorServer(BackgroundServer):
         """A number registered elsewhere (no quota, no format check): tests seed the account so."""
         with self.state.lock:
             return self.state.add_parcel(number, carrier, tracking)
+
+    def fail_next(self, *injected: faults.Fault) -> None:
+        """The next API calls get these faults, one each (HTTP statuses, "timeout", "reset")."""
+        with self.state.lock:
+            self.state.fail_next.extend(faults.parse(fault) for fault in injected)
 
     def calls(self, endpoint: str | None = None) -> list[dict[str, Any]]:
         with self.state.lock:

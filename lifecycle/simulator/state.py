@@ -44,6 +44,8 @@ class SimOptions:
     delay_seconds: float | tuple[float, float] = 0.0
     retry_seconds: tuple[float, ...] = (10.0, 30.0, 60.0)  # the reference's 10/30/60 min, in seconds
     push_timeout: float = 5.0
+    # How long an injected "timeout" fault holds a call before carrying it out (faults.py).
+    timeout_fault_seconds: float = 15.0
     undetectable_numbers: frozenset[str] = frozenset()
     undetectable_prefixes: tuple[str, ...] = ("ZZ",)
     seed: int = 0
@@ -218,8 +220,8 @@ class SimState:
         self.calls: list[dict[str, Any]] = []
         self.pushes: list[dict[str, Any]] = []
         self.arrivals: deque[float] = deque()
-        # Injected faults: the next calls answer with these HTTP statuses, one each.
-        self.fail_next: list[int] = []
+        # Injected faults for the next calls, one each: HTTP statuses, "timeout", "reset" (faults.py).
+        self.fail_next: list[int | str] = []
         self.lock = threading.Lock()
         self._epochs = itertools.count(1)
 

@@ -1,0 +1,149 @@
+"""Reliability 3: the database goes away under load and comes back.
+
+The service reaches PostgreSQL through a TCP relay the test controls: cutting it closes every
+connection and refuses new ones, as a server restart does. While it is down a webhook must answer
+503 (17TRACK retries), never 200; once it is back, web and workers carry on by themselves within
+seconds, and every push that was acknowledged is applied, once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import psycopg
+import pytest
+import redis
+import requests
+
+from lifecycle.simulator.seventeentrack import SimulatorServer
+from tests.conftest import API_KEY, REDIS_URL
+from tests.reliability_support import (
+    CARRIER,
+    Poster,
+    Processes,
+    Push,
+    TcpProxy,
+    event_figures,
+    fresh_database,
+    inbox_drained,
+    plain,
+    plan_pushes,
+    resent_items,
+    service_env,
+    stoptracks_settled,
+    wait_until,
+    wrong_final_states,
+)
+
+PUSHES = 2_000
+DOWN_SECONDS = 4.0
+CALL_TIMEOUT = 3.0  # SEVENTEENTRACK_TIMEOUT_SECONDS in service_env
+# "Within seconds": what a webhook and a worker may take to notice the database is back.
+WEB_RECOVERY_LIMIT, WORKER_RECOVERY_LIMIT = 10.0, 20.0
+
+
+@pytest.fixture
+def procs(tmp_path):  # type: ignore[no-untyped-def]
+    processes = Processes(tmp_path)
+    yield processes
+    processes.close()
+
+
+@pytest.fixture
+def proxy():  # type: ignore[no-untyped-def]
+    relay = TcpProxy(("127.0.0.1", 5432))
+    relay.start()
+    yield relay
+    relay.close()
+
+
+@pytest.mark.integration
+def test_webhooks_answer_503_while_the_database_is_down_and_nothing_acknowledged_is_lost(
+    postgres_url, procs, proxy, tmp_path
+):
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    plan = plan_pushes("DBR", PUSHES, order="shuffled")
+    third = PUSHES // 3
+    with fresh_database() as database_url, SimulatorServer(API_KEY, step_seconds=None) as sim:
+        for number in plan.final:
+            sim.add_parcel(number, CARRIER)
+        relayed = database_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+        env = service_env(relayed, REDIS_URL, tmp_path / "var", SEVENTEENTRACK_API_URL=sim.url)
+        base = procs.serve(env)
+        procs.worker(env)
+        procs.beat(env)
+        poster = Poster(base, threads=8)
+        assert set(poster.post_all(plan.pushes[:third])) == {200}, procs.tails()
+
+        # Pushes keep coming while the relay is cut in the middle of them.
+        loader = threading.Thread(target=poster.post_all, args=(plan.pushes[third : 2 * third],))
+        loader.start()
+        time.sleep(0.3)
+        proxy.cut()
+        down_from, cut_at = time.monotonic(), time.time()
+        health_while_down = _health(base)
+        loader.join(timeout=120)
+        time.sleep(max(0.0, DOWN_SECONDS - (time.monotonic() - down_from)))
+        down_until = time.monotonic()
+        proxy.restore()
+        # A call answered from shortly before the cut until the return may not have been recorded.
+        unrecorded = (cut_at - 2 * CALL_TIMEOUT, time.time())
+
+        with psycopg.connect(plain(database_url), autocommit=True) as db:
+            web_back, worker_back = _recovery(db, poster, plan.pushes[2 * third])
+            # Like 17TRACK, retry what was refused; then the rest of the stream.
+            refused = [push for push, status, _, _ in poster.answers if status != 200]
+            assert set(poster.post_all(refused)) == {200}, procs.tails()
+            assert set(poster.post_all(plan.pushes[2 * third + 1 :])) == {200}, procs.tails()
+            wait_until("the inbox drained", lambda: inbox_drained(db, PUSHES), timeout=120)
+            wait_until("stoptracks settled", lambda: stoptracks_settled(db), timeout=120)
+            down = _answered_while_down(poster.answers, down_from, down_until)
+            figures = event_figures(
+                "database restart", db, PUSHES, poster.acknowledged(),
+                answered_while_down=dict(down), refused_and_retried=len(refused),
+                healthz_while_down=health_while_down, web_back_seconds=round(web_back, 1),
+                worker_back_seconds=round(worker_back, 1),
+            )  # fmt: skip
+            wrong = wrong_final_states(db, plan)
+        stopped_at_provider = {n for n in plan.final if sim.state.parcels[n].tracking == "Stopped"}
+        resent = resent_items(sim.calls("stoptrack"), unrecorded)
+
+    answers = {status for _, status, _, _ in poster.answers}
+    assert answers <= {200, 503}, f"answers other than 200 and 503: {answers}"
+    assert sum(down.values()) > 0 and set(down) == {503}, down
+    assert health_while_down != 200
+    assert web_back <= WEB_RECOVERY_LIMIT and worker_back <= WORKER_RECOVERY_LIMIT
+    assert (figures.acknowledged, figures.applied, figures.doubled, figures.lost) == (PUSHES, PUSHES, 0, 0)
+    assert wrong == [], wrong[:5]
+    assert stopped_at_provider == plan.delivered
+    assert resent == []
+
+
+def _health(base: str) -> int | str:
+    try:
+        return requests.get(f"{base}/healthz", timeout=10).status_code
+    except requests.RequestException as exc:
+        return exc.__class__.__name__
+
+
+def _recovery(db: psycopg.Connection, poster: Poster, push: Push) -> tuple[float, float]:
+    """Seconds from the database's return until a webhook is acknowledged again, and until a worker
+    has applied that webhook (signalled as usual: nobody restarts anything)."""
+    back = time.monotonic()
+    inbox_id = wait_until("a webhook acknowledged again", lambda: poster.post_for_id(push)[1], 60, 0.1)
+    web = time.monotonic() - back
+    query = "SELECT status FROM inbox WHERE id = %s"
+    wait_until(
+        "a worker applying it", lambda: db.execute(query, (inbox_id,)).fetchone()[0] != "pending", 60, 0.1
+    )
+    return web, time.monotonic() - back
+
+
+def _answered_while_down(answers, down_from: float, down_until: float) -> dict[int | str, int]:  # type: ignore[no-untyped-def]
+    """Answers to requests sent after the cut and answered before the database returned."""
+    counts: dict[int | str, int] = {}
+    for _, status, sent, answered in answers:
+        if sent >= down_from and answered <= down_until:
+            counts[status] = counts.get(status, 0) + 1
+    return counts
