@@ -109,6 +109,8 @@ def test_chunked_body_within_the_limit_is_stored_whole(app, client):
         ("/api/shipments?cursor=LTE=", "cursor"),
         ("/api/shipments/17track/RR1?carrier=" + "9" * 20, "carrier"),
         ("/api/shipments/17track/RR1?carrier=x", "carrier"),
+        ("/api/shipments?q=RR%00", "q"),
+        ("/api/shipments/17track/RR%001", "number"),
     ],
 )
 def test_bad_query_parameters_are_400(client, headers, path, fragment):
@@ -166,3 +168,8 @@ def test_change_carrier_to_a_carrier_beyond_32_bits_is_400(client, headers):
         "/api/shipments/17track/RR123456789CN/change-carrier", json={"carrier_new": 2**40}, headers=headers
     )
     assert response.status_code == 400 and "carrier_new" in response.json["message"]
+
+
+def test_change_carrier_without_the_new_carrier_is_400(client, headers):
+    response = client.post("/api/shipments/17track/RR123456789CN/change-carrier", json={}, headers=headers)
+    assert response.status_code == 400 and '"to"' in response.json["message"]

@@ -16,21 +16,24 @@ from pydantic import AfterValidator, BeforeValidator, StrictStr, ValidationError
 MAX_ERROR_CHARS = 500
 
 
-def _no_lone_surrogates(value: str) -> str:
-    """Identifiers must be valid unicode: a lone surrogate cannot be stored in any database."""
+def _storable_identifier(value: str) -> str:
+    """Identifiers must be storable as they are: no lone surrogate, no NUL (PostgreSQL refuses both)."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise ValueError(f"invalid unicode (lone surrogate at position {exc.start})") from None
+    if "\x00" in value:
+        raise ValueError(f"a NUL character at position {value.index(chr(0))}")
     return value
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
+# Lone surrogates and NUL: neither can be stored as text in every database.
+_UNSTORABLE = re.compile("[\ud800-\udfff\x00]")
 
 
 def storable(value: str) -> str:
-    """Free text made storable: a lone surrogate becomes U+FFFD instead of failing the event."""
-    return _SURROGATE.sub("\ufffd", value)
+    """Free text made storable: a lone surrogate or NUL becomes U+FFFD instead of failing the event."""
+    return _UNSTORABLE.sub("\ufffd", value)
 
 
 def _storable_or_none(value: Any) -> Any:
@@ -42,7 +45,7 @@ def _truncate(limit: int) -> AfterValidator:
 
 
 # A code or identifier: a JSON string of valid unicode (numbers, lists, objects are refused).
-Identifier = Annotated[StrictStr, AfterValidator(_no_lone_surrogates)]
+Identifier = Annotated[StrictStr, AfterValidator(_storable_identifier)]
 
 
 def free_text(limit: int) -> Any:

@@ -43,10 +43,10 @@ def list_shipments():  # type: ignore[no-untyped-def]
     with db.new_session() as session:
         rows = queries.list_shipments(
             session,
-            provider=args.get("provider"),
-            status=args.get("status"),
-            tracking=args.get("tracking"),
-            prefix=args.get("q"),
+            provider=api_input.text_arg(args.get("provider"), "provider"),
+            status=api_input.text_arg(args.get("status"), "status"),
+            tracking=api_input.text_arg(args.get("tracking"), "tracking"),
+            prefix=api_input.text_arg(args.get("q"), "q"),
             stale_days=api_input.stale_days(args),
             after_id=api_input.after_id(args.get("cursor")),
             limit=limit,
@@ -59,7 +59,8 @@ def list_shipments():  # type: ignore[no-untyped-def]
 @bp.get("/shipments/<provider>/<number>")
 @token_required
 def show_shipment(provider: str, number: str):  # type: ignore[no-untyped-def]
-    number = normalise(provider, number)
+    api_input.text_arg(provider, "provider")
+    number = normalise(provider, api_input.text_arg(number, "number") or "")
     stmt = select(Shipment).where(Shipment.provider == provider, Shipment.number == number)
     carrier = api_input.int_arg(request.args, "carrier", None, 0, api_input.MAX_CARRIER)
     if carrier:
@@ -127,7 +128,10 @@ def lifecycle_action(provider: str, number: str, action: str):  # type: ignore[n
         abort(404, f"no lifecycle commands for provider {provider!r} yet")
     if action not in _ACTIONS:
         abort(404, f"unknown action {action!r}; one of {', '.join(_ACTIONS)}")
+    api_input.text_arg(number, "number")
     body = api_input.action_body()
+    if action == "change-carrier" and body.get("to", body.get("carrier_new")) is None:
+        abort(400, 'give the new carrier: {"to": 21051}')
     try:
         with db.new_session() as session, session.begin():
             outcome = _ACTIONS[action](session, number, body.get("carrier"), body)

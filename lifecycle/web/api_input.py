@@ -139,6 +139,17 @@ def int_arg(args: MultiDict[str, str], name: str, default: int | None, low: int,
     return value
 
 
+def text_arg(value: str | None, name: str, limit: int = MAX_NUMBER_CHARS) -> str | None:
+    """A text parameter (query or path) short enough and storable, or 400."""
+    if value is None:
+        return None
+    if len(value) > limit:
+        bad_request(f"{name} is longer than {limit} characters")
+    if "\x00" in value:
+        bad_request(f"{name} contains a NUL character")
+    return value
+
+
 def stale_days(args: MultiDict[str, str]) -> float | None:
     raw = args.get("stale_days")
     if raw is None or raw == "":
