@@ -20,6 +20,7 @@ from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.orm import Session
 
 from lifecycle.db import utcnow
+from lifecycle.providers import numbers
 from lifecycle.shipments.models import Shipment
 from lifecycle.shipments.queries import shipment_json
 
@@ -59,7 +60,7 @@ class Filters:
                 has_error=args.get("has_error") in ("1", "on", "true"),
                 registered_from=_date(args.get("registered_from")),
                 registered_to=_date(args.get("registered_to")),
-                q=args.get("q", "").strip().upper(),
+                q=numbers.normalise_prefix(args.get("q", "")),
                 tag=args.get("tag", "").strip(),
                 sort=args.get("sort") if args.get("sort") in SORTS else "recent",
             )

@@ -14,6 +14,7 @@ from lifecycle.accounting.models import LedgerEntry
 from lifecycle.accounting.preview import Preview, previews
 from lifecycle.inbox.models import InboxEvent
 from lifecycle.operations.models import Operation
+from lifecycle.providers import numbers
 from lifecycle.shipments.models import Shipment, Transition
 
 RAW_EVENTS_SHOWN = 50
@@ -33,7 +34,8 @@ class Story:
 
 def find(session: Session, provider: str, number: str, carrier: int | None = None) -> list[Shipment]:
     """Every shipment with this number (one per carrier), the live ones first."""
-    stmt = select(Shipment).where(Shipment.provider == provider, Shipment.number == number.strip().upper())
+    number = numbers.normalise(provider, number)
+    stmt = select(Shipment).where(Shipment.provider == provider, Shipment.number == number)
     if carrier:
         stmt = stmt.where(Shipment.carrier == carrier)
     rows = list(session.scalars(stmt.order_by(Shipment.id.desc())))
