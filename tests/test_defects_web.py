@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import base64
 import io
+import threading
 
 import pytest
+import requests
+from werkzeug.serving import make_server
 
 from lifecycle import create_app
 from lifecycle.api.tokens import create_token
@@ -173,3 +176,26 @@ def test_change_carrier_to_a_carrier_beyond_32_bits_is_400(client, headers):
 def test_change_carrier_without_the_new_carrier_is_400(client, headers):
     response = client.post("/api/shipments/17track/RR123456789CN/change-carrier", json={}, headers=headers)
     assert response.status_code == 400 and '"to"' in response.json["message"]
+
+
+def test_chunked_body_over_the_limit_is_413_through_a_real_server(settings_factory):
+    """The reported case: a real WSGI server, which passes chunked bodies without a length."""
+    app = create_app(settings_factory(webhook_max_bytes=4096))
+    payload = delivered("RR123456789CN")
+    payload["data"]["tag"] = "x" * 5000
+    body = pushes.encode(payload)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        chunks = (body[i : i + 1000] for i in range(0, len(body), 1000))
+        response = requests.post(
+            f"http://127.0.0.1:{server.server_port}/webhooks/17track",
+            data=chunks,
+            headers={"sign": st.sign(body, API_KEY)},
+            timeout=10,
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert response.status_code == 413 and response.json()["error"] == "too_large"
