@@ -13,6 +13,7 @@ import os
 import shutil
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,8 @@ from sqlalchemy import select
 from werkzeug.serving import make_server
 
 from lifecycle import create_app
+from lifecycle.accounting.models import UsageTotal
+from lifecycle.db import utcnow
 from lifecycle.extensions import db
 from lifecycle.inbox.models import InboxEvent
 from lifecycle.shipments.models import Shipment
@@ -175,10 +178,19 @@ def test_export_csv_of_the_current_filter(app, page, shots, tmp_path):
 
 
 def test_quota_page_shows_its_charts(app, page, shots):
+    today = utcnow().date()
+    with app.app_context(), db.new_session() as session, session.begin():
+        for days_ago in range(0, 60, 2):  # what the ledger's running `day` totals hold
+            period = (today - timedelta(days=days_ago)).isoformat()
+            units = 1 + days_ago % 5
+            total = UsageTotal(provider="17track", scope="day", period=period, key="quota", units=units)
+            session.add(total)
     page.get_by_role("link", name="Quota & costs").click()
     charts = page.locator("svg.chart")
-    assert charts.count() >= 2
-    assert charts.first.is_visible() and charts.first.bounding_box()["width"] > 300
+    assert charts.count() >= 4  # buckets and plans, for each provider, and 17TRACK's daily use
+    daily = page.get_by_role("img", name="quota consumed per day over the last 90 days")
+    assert daily.is_visible() and daily.bounding_box()["width"] > 300
+    assert daily.locator("rect.bar").count() == 90
     snap(page, shots, "quota", phone=True)
 
 
