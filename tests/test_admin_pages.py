@@ -269,3 +269,27 @@ def test_overview_shows_heartbeats_and_the_last_job_runs(app, client):
     assert re.search(r"worker celery@a</span>\s*— alive", html)
     assert re.search(r"beat beat@b</span>\s*— silent", html)
     assert "retention: " in html and "database went away" in html
+
+
+def test_quota_page_shows_cargoai_spend_this_month_with_its_fee(settings_factory):
+    app = create_app(settings_factory(cargoai_plan="push-pro"))
+    create_admin(app)
+    client = app.test_client()
+    sign_in(client)
+    html = re.sub(r"\s+", " ", client.get("/admin/quota").get_data(as_text=True))
+    assert "This month in total</dt><dd>49.00 USD = fee 49.00 USD (push-pro) + subscriptions 0.00 USD" in html
+    db.engine.dispose()  # type: ignore[union-attr]
+
+
+def test_csv_export_never_holds_the_whole_list(app):
+    from zoneinfo import ZoneInfo
+
+    from lifecycle.admin import shipment_list
+
+    add_shipments(app, 3000)
+    held = []
+    with app.app_context(), db.new_session() as session:
+        lines = shipment_list.csv_lines(session, shipment_list.Filters(), ZoneInfo("UTC"), chunk=500)
+        for _ in lines:
+            held.append(len(session.identity_map))
+    assert len(held) == 3000 // 500 + 1 and max(held) <= 2 * 500
