@@ -109,6 +109,7 @@ class Processes:
     def __init__(self, log_dir: Path) -> None:
         self.log_dir = log_dir
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._log_offsets: dict[str, int] = {}
 
     def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         with open(self.log_dir / f"{name}.log", "ab") as log:
@@ -138,12 +139,18 @@ class Processes:
 
     def worker(self, env: dict[str, str], name: str = "worker", *celery_args: str) -> None:
         """`manage.py worker` (prefork, 2 processes unless told); returns once it logs 'ready.'."""
+        self.start_worker(env, name, *celery_args)
+        self.wait_ready([name])
+
+    def start_worker(self, env: dict[str, str], name: str, *celery_args: str) -> None:
         args = list(celery_args) if "--concurrency" in celery_args else ["--concurrency", "2", *celery_args]
         hostname = f"{name}-{uuid.uuid4().hex[:6]}@%h"
-        command = [sys.executable, "manage.py", "worker", "--hostname", hostname, *args]
-        offset = len(self.log(name))
-        self.start(name, command, env)
-        wait_until(f"{name} ready", lambda: self._ready(name, offset), timeout=90)
+        self._log_offsets[name] = len(self.log(name))
+        self.start(name, [sys.executable, "manage.py", "worker", "--hostname", hostname, *args], env)
+
+    def wait_ready(self, names: list[str]) -> None:
+        for name in names:
+            wait_until(f"{name} ready", lambda name=name: self._ready(name), timeout=90)
 
     def beat(self, env: dict[str, str]) -> None:
         self.start("beat", [sys.executable, "manage.py", "beat"], env)
@@ -155,9 +162,9 @@ class Processes:
         except requests.RequestException:
             return False
 
-    def _ready(self, name: str, offset: int) -> bool:
+    def _ready(self, name: str) -> bool:
         self._check_alive(name)
-        return " ready." in self.log(name)[offset:]
+        return " ready." in self.log(name)[self._log_offsets.get(name, 0) :]
 
     def _check_alive(self, name: str) -> None:
         code = self.procs[name].poll()
@@ -309,13 +316,14 @@ def final_states(db: psycopg.Connection) -> dict[str, tuple[str, datetime, str]]
     return {number: (status, when, tracking) for number, status, when, tracking in rows}
 
 
-def wrong_final_states(db: psycopg.Connection, plan: Plan) -> list[str]:
-    """Numbers whose status or latest event is not their newest push's, or not stopped if delivered."""
+def wrong_final_states(db: psycopg.Connection, plan: Plan, delivered_as: str = "stopped") -> list[str]:
+    """Numbers whose status or latest event is not their newest push's, or, if delivered, whose
+    tracking is not `delivered_as` (stopped; stopping while no stoptrack is sent)."""
     got = final_states(db)
     problems = []
     for number, (status, when) in plan.final.items():
         state = got.get(number)
-        want_tracking = "stopped" if status == "delivered" else "tracking"
+        want_tracking = delivered_as if status == "delivered" else "tracking"
         if state != (status, when, want_tracking):
             problems.append(f"{number}: {state}, want {(status, when, want_tracking)}")
     return problems
