@@ -293,3 +293,12 @@ def test_csv_export_never_holds_the_whole_list(app):
         for _ in lines:
             held.append(len(session.identity_map))
     assert len(held) == 3000 // 500 + 1 and max(held) <= 2 * 500
+
+
+def test_actions_only_go_back_to_pages_of_this_site(app, client):
+    (shipment_id,) = add_shipments(app, 1)
+    token = csrf(client, "/admin/shipments")
+    for back in ("https://evil.example/x", "//evil.example/x", "javascript:alert(1)"):
+        form = {"csrf_token": token, "back": back}
+        response = client.post(f"/admin/shipments/{shipment_id}/sync", data=form)
+        assert response.location == "/admin/shipments", back

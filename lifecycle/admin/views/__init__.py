@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from urllib.parse import urlsplit
 
-from flask import current_app, request
+from flask import current_app, request, url_for
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import BadRequest
 
@@ -35,6 +36,20 @@ def reading() -> Iterator[Session]:
 def writing() -> Iterator[Session]:
     with db.new_session() as session, session.begin():
         yield session
+
+
+def local_url(target: str | None, default: str) -> str:
+    """`target` if it is a path on this site, else `default`: an open redirect would turn an admin
+    link into a phishing aid."""
+    parts = urlsplit(target or "")
+    if not target or parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return default
+    return target
+
+
+def back_to(default_endpoint: str) -> str:
+    """Where a form asked to go back to (its `back` field), on this site only."""
+    return local_url(request.form.get("back"), url_for(default_endpoint))
 
 
 def selected_ids() -> list[int]:

@@ -7,7 +7,7 @@ from flask import flash, redirect, render_template, request, url_for
 from lifecycle import runtime
 from lifecycle.admin import pipeline
 from lifecycle.admin.blueprint import bp
-from lifecycle.admin.views import reading, selected_ids, writing
+from lifecycle.admin.views import back_to, reading, selected_ids, writing
 from lifecycle.inbox import service as inbox_service
 from lifecycle.operations import pause
 from lifecycle.operations.models import FAILED, IN_FLIGHT, PENDING
@@ -53,7 +53,7 @@ def operations():  # type: ignore[no-untyped-def]
 
 @bp.post("/operations/<verb>")
 def operations_action(verb: str):  # type: ignore[no-untyped-def]
-    back = request.form.get("back") or url_for("admin.operations")
+    back = back_to("admin.operations")
     if verb == "resume-registration":
         with writing() as session:
             lifted = pause.resume(session, "17track", "register")

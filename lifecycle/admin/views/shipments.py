@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Response, abort, flash, redirect, render_template, request, stream_with_context, url_for
+from flask import Response, abort, flash, redirect, render_template, request, stream_with_context
 
 from lifecycle import runtime
 from lifecycle.admin import actions, shipment_list, story
 from lifecycle.admin.blueprint import bp
 from lifecycle.admin.shipment_list import BadFilter, Filters, Page
-from lifecycle.admin.views import reading, selected_ids, tz
+from lifecycle.admin.views import back_to, reading, selected_ids, tz
 from lifecycle.extensions import db
 from lifecycle.status import STATUSES, TRACKING_STATES
 
@@ -52,7 +52,7 @@ def export_csv():  # type: ignore[no-untyped-def]
 @bp.post("/shipments/bulk")
 def bulk():  # type: ignore[no-untyped-def]
     action, ids = request.form.get("action", ""), selected_ids()
-    back = request.form.get("back") or url_for("admin.shipments")
+    back = back_to("admin.shipments")
     if not ids:
         flash("Select at least one shipment first.", "error")
         return redirect(back)
@@ -80,7 +80,7 @@ def shipment(provider: str, number: str):  # type: ignore[no-untyped-def]
 
 @bp.post("/shipments/<int:shipment_id>/<action>")
 def command(shipment_id: int, action: str):  # type: ignore[no-untyped-def]
-    back = request.form.get("back") or url_for("admin.shipments")
+    back = back_to("admin.shipments")
     if action == "delete" and request.form.get("confirm") != "yes":
         flash("Tick the confirmation first: deleting is final, and registering again is charged.", "error")
         return redirect(back)
