@@ -175,6 +175,9 @@ def test_create_admin_command_reads_the_password_from_stdin(settings_factory, mo
         admin_cli.create_admin, ["New@Example.com", "--password-stdin"], input="a long password\n"
     )
     assert result.exit_code == 0, result.output
+    prompted = CliRunner().invoke(admin_cli.create_admin, ["two@example.com"], input="second password\n" * 2)
+    assert prompted.exit_code == 0 and "Repeat for confirmation" in prompted.output
+    assert "second password" not in prompted.output  # typed, never echoed
     short = CliRunner().invoke(admin_cli.create_admin, ["x@example.com", "--password-stdin"], input="short\n")
     assert short.exit_code != 0 and "at least" in short.output
     assert sign_in(app.test_client(), "new@example.com", "a long password").status_code == 302
