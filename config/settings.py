@@ -121,6 +121,12 @@ class Settings(BaseSettings):
     # /healthz warns when no worker has written a heartbeat for this long.
     worker_stale_after_seconds: float = Field(300.0, gt=0)
     log_level: str = "INFO"
+    # text: key=value lines for a terminal; json: one JSON object per line for a log shipper.
+    log_format: Literal["text", "json"] = "text"
+    # Prometheus multiprocess files, one folder per `serve`/`worker`/`run`; empty: var_dir/metrics.
+    metrics_dir: str = ""
+    # A worker machine without the web app serves its metrics on this port (0: off).
+    metrics_port: int = Field(0, ge=0, le=65535)
     # gunicorn's access log (one line per request) costs some 50 µs of CPU a request: opt-in.
     access_log: bool = False
 
@@ -129,6 +135,10 @@ class Settings(BaseSettings):
         if not self.database_url:
             self.database_url = f"sqlite:///{self.var_dir / 'lifecycle.sqlite3'}"
         return self
+
+    @property
+    def metrics_root(self) -> Path:
+        return Path(self.metrics_dir) if self.metrics_dir else self.var_dir / "metrics"
 
     @property
     def broker_dir(self) -> Path:

@@ -20,6 +20,7 @@ from config.settings import Settings
 from lifecycle.cleanup.models import JobAlert, JobRun
 from lifecycle.db import utcnow
 from lifecycle.locks import singleton
+from lifecycle.metrics import JOB_RUNS
 from lifecycle.sqlutil import insert_ignoring_conflicts
 
 log = logging.getLogger(__name__)
@@ -70,14 +71,17 @@ def run_job(name: str, function: Callable[[JobContext], None], context: JobConte
     with singleton(f"job-{name}", config.shared_limiter_url, config.var_dir / "locks", lease) as mine:
         if not mine:
             log.info("job %s skipped: another process is running it", name)
+            JOB_RUNS.labels(job=name, result="skipped").inc()
             return {"skipped": "another process is running this job"}
         run_id = _start(context, name)
         try:
             function(context)
         except Exception as exc:
             _finish(context, run_id, f"{exc.__class__.__name__}: {exc}"[:2000])
+            JOB_RUNS.labels(job=name, result="error").inc()
             raise
         _finish(context, run_id, None)
+        JOB_RUNS.labels(job=name, result="ok").inc()
     return context.counts
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session
 
+from lifecycle import metrics
 from lifecycle.accounting.rules import BillableEvent
 from lifecycle.db import utcnow
 from lifecycle.inbox.models import FAILED, PENDING, PROCESSED, InboxEvent
@@ -62,9 +63,12 @@ def drain(
     """
     report = DrainReport()
     for _ in range(max_batches):
+        started = time.perf_counter()
         outcomes, operations = _process_batch_with_retry(session_factory, batch_size, charger)
         if not outcomes:
             break
+        metrics.DRAIN_BATCH_SECONDS.observe(time.perf_counter() - started)
+        metrics.count_outcomes(outcomes)
         report.add(outcomes, operations)
         if operations:
             on_operations()

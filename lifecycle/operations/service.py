@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from lifecycle.db import utcnow
+from lifecycle.metrics import count_operation
 from lifecycle.operations.models import CANCELLED, DONE, FAILED, IN_FLIGHT, PENDING, Operation
 from lifecycle.shipments.models import Shipment
 
@@ -101,7 +102,9 @@ def retry_later(operations: Sequence[Operation], error: str, max_attempts: int, 
         if operation.attempts >= max_attempts:
             operation.status = FAILED
             operation.completed_at = now
+            count_operation(operation.provider, operation.kind, "failed")
             continue
+        count_operation(operation.provider, operation.kind, "retried")
         delay = max(floor, min(300.0, 2.0 ** (operation.attempts - 1)))
         operation.status = PENDING
         operation.next_attempt_at = now + timedelta(seconds=delay * random.uniform(1.0, 1.25))
@@ -109,6 +112,7 @@ def retry_later(operations: Sequence[Operation], error: str, max_attempts: int, 
 
 def settle(operation: Operation, code: int | None, message: str | None, ok: bool) -> None:
     operation.status = DONE if ok else FAILED
+    count_operation(operation.provider, operation.kind, "sent" if ok else "failed")
     operation.result_code = code
     operation.result_message = message
     operation.completed_at = utcnow()

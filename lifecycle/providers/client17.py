@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from typing import Any
 
 import requests
 
+from lifecycle.metrics import observe_call
 from lifecycle.ratelimit import Limiter
 
 
@@ -41,6 +43,7 @@ class SeventeenTrackClient:
 
     def call_envelope(self, endpoint: str, body: Any) -> dict[str, Any]:
         """The whole code-0 envelope (gettracklist puts `page` beside `data`)."""
+        started, status = time.perf_counter(), None
         try:
             # The slot is held until the answer is back: see lifecycle.ratelimit.
             with self._limiter.slot(self.limiter_key, self._timeout + 1):
@@ -50,8 +53,11 @@ class SeventeenTrackClient:
                     headers={"17token": self._api_key},
                     timeout=self._timeout,
                 )
+            status = response.status_code
         except requests.RequestException as exc:
             raise ProviderError(f"{endpoint}: {exc.__class__.__name__}: {exc}", transient=True) from exc
+        finally:
+            observe_call("17track", endpoint, time.perf_counter() - started, status)
         return _unwrap(endpoint, response)
 
 

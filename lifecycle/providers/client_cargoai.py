@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from typing import Any
 
 import requests
 
+from lifecycle.metrics import observe_call
 from lifecycle.providers.client17 import ProviderError
 from lifecycle.ratelimit import Limiter
 
@@ -38,6 +40,7 @@ class CargoAiClient:
 
     def _request(self, method: str, path: str, **kwargs: Any) -> tuple[int, dict]:
         """(HTTP status, JSON body) for answers about the item; ProviderError for the retryable rest."""
+        started, status = time.perf_counter(), None
         try:
             with self._limiter.slot(self.limiter_key, self._timeout + 1):
                 response = self._http.request(
@@ -47,8 +50,11 @@ class CargoAiClient:
                     timeout=self._timeout,
                     **kwargs,
                 )
+            status = response.status_code
         except requests.RequestException as exc:
             raise ProviderError(f"{path}: {exc.__class__.__name__}: {exc}", transient=True) from exc
+        finally:
+            observe_call("cargoai", path, time.perf_counter() - started, status)
         if response.status_code == 429 or response.status_code >= 500:
             raise ProviderError(f"{path}: HTTP {response.status_code}", transient=True)
         if response.status_code in (401, 403):

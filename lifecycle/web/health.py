@@ -5,12 +5,18 @@ from __future__ import annotations
 import os
 
 from flask import Blueprint, Response, current_app, jsonify
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from lifecycle import runtime
+from lifecycle.accounting.ledger import Account
+from lifecycle.accounting.service import in_force
+from lifecycle.db import make_engine
 from lifecycle.extensions import db
 from lifecycle.health import broker_status, inbox_gauges, worker_gauges
+from lifecycle.observability import multiproc
+from lifecycle.observability.collector import DatabaseCollector
 
 bp = Blueprint("health", __name__)
 
@@ -36,9 +42,27 @@ def healthz():  # type: ignore[no-untyped-def]
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    registry = None
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-    payload = generate_latest(registry) if registry else generate_latest()
-    return Response(payload, mimetype=CONTENT_TYPE_LATEST)
+    """Process counters (every process on this machine in multiprocess mode) and database gauges."""
+    config = runtime.settings()
+    registry = CollectorRegistry(auto_describe=False)
+    if os.environ.get(multiproc.ENV):
+        registry.register(multiproc.MachineCollector(config.metrics_root))  # type: ignore[arg-type]
+    else:
+        registry.register(REGISTRY)  # type: ignore[arg-type]
+    registry.register(DatabaseCollector(_reader, config, _accounts))
+    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+
+def _reader() -> Session:
+    """A session that never takes SQLite's write lock: a scrape must not hold up the workers."""
+    engine = current_app.extensions.get("metrics_read_engine")
+    if engine is None:
+        url = current_app.config["DATABASE_URL"]
+        engine = make_engine(url, writes=False) if url.startswith("sqlite") else db.engine
+        current_app.extensions["metrics_read_engine"] = engine
+    return Session(engine)
+
+
+def _accounts(session: Session) -> dict[str, Account]:
+    """The accounts with the plans set by `manage.py plan --set`, read on the scrape's session."""
+    return {provider: in_force(session, account) for provider, account in runtime.accounts().items()}

@@ -1,0 +1,130 @@
+"""The service's levels read from the database: what /metrics exports and `manage.py status` shows.
+
+Every query here is bounded, whatever the size of the tables: counts stop at COUNT_CAP rows of a
+partial or leading-column index, the oldest pending row is the first entry of the pending index,
+quota comes from the accountant's running totals (primary-key reads) and job runs from the
+(job, id) index. A scrape every 15 s therefore costs the same at a thousand rows or a hundred million.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from config.settings import Settings
+from lifecycle.accounting.ledger import Account, total_key
+from lifecycle.accounting.models import UsageTotal
+from lifecycle.accounting.reports import report_units
+from lifecycle.cleanup import runs
+from lifecycle.cleanup.heartbeat import ages
+from lifecycle.cleanup.schedule import JOBS
+from lifecycle.inbox.models import FAILED, PENDING, InboxEvent
+from lifecycle.operations import models as ops
+from lifecycle.operations.models import Operation, ServiceState
+
+# Past this many rows a count says "at least": an operator needs "huge", not the exact figure.
+COUNT_CAP = 100_000
+
+
+def capped_count(session: Session, stmt: Any) -> int:
+    """Rows of `stmt` (a select of one column), counted up to COUNT_CAP."""
+    return session.scalar(select(func.count()).select_from(stmt.limit(COUNT_CAP).subquery())) or 0
+
+
+def inbox_lag(session: Session, now: datetime) -> dict[str, Any]:
+    pending = capped_count(session, select(InboxEvent.id).where(InboxEvent.status == PENDING))
+    failed = capped_count(session, select(InboxEvent.id).where(InboxEvent.status == FAILED))
+    # The oldest pending row is the lowest pending id: the first entry of the partial index.
+    oldest_id = session.scalar(select(func.min(InboxEvent.id)).where(InboxEvent.status == PENDING))
+    oldest_age = None
+    if oldest_id is not None:
+        received = session.scalar(select(InboxEvent.received_at).where(InboxEvent.id == oldest_id))
+        oldest_age = round(max(0.0, (now - received).total_seconds()), 1) if received else None
+    return {
+        "pending": pending,
+        "failed": failed,
+        "capped": pending >= COUNT_CAP or failed >= COUNT_CAP,
+        "oldest_pending_age_seconds": oldest_age,
+    }
+
+
+def outbox(session: Session) -> dict[str, Any]:
+    """Operations waiting (by provider and kind), in flight and given up, from the status index."""
+    waiting = (
+        select(Operation.provider, Operation.kind).where(Operation.status == ops.PENDING).limit(COUNT_CAP)
+    ).subquery()
+    queued = session.execute(
+        select(waiting.c.provider, waiting.c.kind, func.count()).group_by(waiting.c.provider, waiting.c.kind)
+    ).all()
+    return {
+        "queued": [{"provider": p, "kind": k, "count": n} for p, k, n in sorted(queued)],
+        "in_flight": capped_count(session, select(Operation.id).where(Operation.status == ops.IN_FLIGHT)),
+        "failed": capped_count(session, select(Operation.id).where(Operation.status == ops.FAILED)),
+    }
+
+
+def pauses(session: Session, now: datetime) -> list[dict[str, Any]]:
+    """Operation kinds paused now (e.g. 17TRACK registration on a quota error), read-only."""
+    rows = session.scalars(select(ServiceState).where(ServiceState.key.like("pause:%")))
+    found = []
+    for row in rows:
+        until = row.value.get("until")
+        if until and datetime.fromisoformat(until) <= now:
+            continue  # expired: the sender lifts it on its next round
+        _, provider, kind = row.key.split(":", 2)
+        found.append({"provider": provider, "kind": kind, **row.value})
+    return found
+
+
+def quota(session: Session, accounts: dict[str, Account], now: datetime) -> list[dict[str, Any]]:
+    """Used and remaining per provider, unit and bucket in force now (running totals only)."""
+    rows = []
+    for provider, account in accounts.items():
+        for unit in report_units(account):
+            for bucket in account.buckets(now, unit):
+                key = (provider, "bucket", bucket.scope_period, total_key(bucket.name, unit))
+                total = session.get(UsageTotal, key)
+                used = total.units if total else 0
+                limited = bucket.name != "overage"
+                rows.append({
+                    "provider": provider,
+                    "unit": unit,
+                    "bucket": bucket.name,
+                    "period": bucket.scope_period,
+                    "limit": bucket.limit if limited else None,
+                    "used": used,
+                    "remaining": max(0, bucket.limit - used) if limited else None,
+                })  # fmt: skip
+    return rows
+
+
+def jobs(session: Session, settings: Settings, now: datetime) -> list[dict[str, Any]]:
+    """Each scheduled job's last run and last success, and whether the success is overdue."""
+    latest = runs.last_runs(session, [job.name for job in JOBS])
+    report = []
+    for job in JOBS:
+        run, success = latest.get(job.name), runs.last_completed_run(session, job.name)
+        success_at = success.finished_at if success else None
+        report.append({
+            "job": job.name,
+            "interval_seconds": job.interval(settings),
+            "last_run_at": run.started_at.isoformat() if run else None,
+            "last_error": run.error if run else None,
+            "last_success_at": success_at.isoformat() if success_at else None,
+            "last_success_age_seconds": round((now - success_at).total_seconds(), 1) if success_at else None,
+        })  # fmt: skip
+    return report
+
+
+def heartbeats(session: Session, settings: Settings, now: datetime) -> dict[str, Any]:
+    return ages(session, now, settings.worker_stale_after_seconds)
+
+
+def open_alerts(session: Session) -> list[dict[str, Any]]:
+    return [
+        {"job": alert.job, "message": alert.message, "raised_at": alert.raised_at.isoformat()}
+        for alert in runs.open_alerts(session)
+    ]
