@@ -94,10 +94,11 @@ def test_webhooks_and_api_do_not_need_a_csrf_token(app):
     assert response.status_code == 401  # refused for its signature, not for a missing CSRF token
 
 
-def test_wrong_passwords_are_slowed_down_then_locked_out(app):
+def test_wrong_passwords_are_slowed_down_then_locked_out(app, caplog):
     client = app.test_client()
     statuses = [sign_in(client, password="wrong password").status_code for _ in range(accounts.FREE_FAILURES)]
     assert statuses == [401] * (accounts.FREE_FAILURES - 1) + [429]
+    assert f"admin sign-in failed for {EMAIL} (3 in a row)" in caplog.text  # the operator can see attacks
     locked = sign_in(client)  # even the right password waits while the email is locked
     assert locked.status_code == 429 and "Try again in" in locked.get_data(as_text=True)
     with time_machine.travel(utcnow() + timedelta(seconds=accounts.FIRST_LOCK_SECONDS + 1)):

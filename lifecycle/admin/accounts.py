@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -14,6 +15,7 @@ from lifecycle.admin.models import AdminUser, SignInThrottle
 from lifecycle.db import utcnow
 from lifecycle.sqlutil import insert_ignoring_conflicts
 
+log = logging.getLogger(__name__)
 MIN_PASSWORD_LENGTH = 10
 # Failures allowed before the throttle starts; then each failure doubles the wait, up to the cap.
 FREE_FAILURES = 3
@@ -81,15 +83,18 @@ def sign_in(session: Session, email: str, password: str, now: datetime | None = 
     email = normalise_email(email)[:254]
     throttle = _throttle(session, email)
     if throttle.locked_until and throttle.locked_until > now:
+        log.warning("admin sign-in refused for %s: locked after %d failures", email, throttle.failures)
         return SignIn(None, _seconds_until(throttle.locked_until, now))
     user = find(session, email)
     ok = check_password_hash(user.password_hash if user else _DUMMY_HASH, password)
     if ok and user is not None:
         throttle.failures, throttle.locked_until = 0, None
         user.last_sign_in_at = now
+        log.info("admin %s signed in", email)
         return SignIn(user)
     throttle.failures += 1
     throttle.last_failure_at = now
+    log.warning("admin sign-in failed for %s (%d in a row)", email, throttle.failures)
     if throttle.failures >= FREE_FAILURES:
         seconds = min(MAX_LOCK_SECONDS, FIRST_LOCK_SECONDS * 2 ** (throttle.failures - FREE_FAILURES))
         throttle.locked_until = now + timedelta(seconds=seconds)

@@ -41,6 +41,7 @@ class RowResult:
     number: str
     ok: bool
     message: str
+    provider: str = ""
 
 
 def _carrier(value: Any) -> int:
@@ -63,13 +64,13 @@ def run(session_factory: Callable[[], Session], action: str, shipment_id: int, *
                 shipment = session.get(Shipment, shipment_id)
                 if shipment is None:
                     return RowResult(shipment_id, "?", False, "no such shipment")
-                number = shipment.number
+                number, provider = shipment.number, shipment.provider
                 if shipment.provider != "17track":
                     raise commands.CommandRefused(f"{shipment.provider} numbers have no {action} command")
                 outcome = _COMMANDS[action](session, shipment, args)
         except commands.CommandRefused as exc:
-            return RowResult(shipment_id, number, False, str(exc))
-    return RowResult(shipment_id, number, True, outcome.message)
+            return RowResult(shipment_id, number, False, str(exc), provider)
+    return RowResult(shipment_id, number, True, outcome.message, provider)
 
 
 def run_bulk(session_factory: Callable[[], Session], action: str, ids: Sequence[int]) -> list[RowResult]:
