@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -25,7 +24,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from lifecycle.web import register_blueprints
 
     settings = settings or get_settings()
-    _configure_logging(settings.log_level)
+    _configure_logging(settings)
     app = Flask(__name__)
     app.config.from_mapping(
         SECRET_KEY=settings.secret_key.get_secret_value(),
@@ -41,8 +40,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     return app
 
 
-def _configure_logging(level: str) -> None:
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    root.setLevel(level.upper())
+def _configure_logging(settings: Settings) -> None:
+    # Structured lines with request / task ids, secrets masked (lifecycle/observability/logs.py).
+    from lifecycle.observability.logs import configure
+
+    configure(settings)

@@ -42,6 +42,14 @@ def _upgrade_embedded() -> None:
         migrate.upgrade(settings.database_url)
 
 
+def _metrics_folder(role: str) -> None:
+    """Prometheus multiprocess files for the processes this command starts (see observability.multiproc)."""
+    from config.settings import get_settings
+    from lifecycle.observability import multiproc
+
+    multiproc.prepare(role, get_settings().metrics_root)
+
+
 def _check_port(host: str, port: int) -> None:
     from lifecycle.cli.supervisor import port_problem
 
@@ -61,6 +69,7 @@ def run(host: str, port: int) -> None:
 
     _check_port(host, port)
     _upgrade_embedded()
+    _metrics_folder("run")
     for warning in provider_warnings(get_settings()):
         click.echo(f"warning: {warning}", err=True)
     click.echo(f"lifecycle: http://{host}:{port}  (Ctrl-C stops everything)")
@@ -79,6 +88,7 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
     """Serve the web app with gunicorn (production)."""
     _check_port(host, port)
     _upgrade_embedded()
+    _metrics_folder("serve")
     command = _gunicorn(host, port, workers, threads)
     os.execv(command[0], command)
 
@@ -87,6 +97,7 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def worker(celery_args: tuple[str, ...]) -> None:
     """Run a Celery worker; extra arguments go to `celery worker` (e.g. --concurrency 4)."""
+    _metrics_folder("worker")
     command = [*CELERY, "worker", "--loglevel", "INFO", *celery_args]
     os.execv(command[0], command)
 

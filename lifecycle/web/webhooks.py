@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -18,6 +19,7 @@ class MalformedJson(ValueError):
 
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
+log = logging.getLogger(__name__)
 
 # Every accepted push goes through here: the counter child is bound once, not looked up per request.
 _STORED = WEBHOOKS.labels(provider=st.PROVIDER, result="stored")
@@ -25,6 +27,8 @@ _STORED = WEBHOOKS.labels(provider=st.PROVIDER, result="stored")
 
 def refuse(provider: str, status: int, error: str, message: str):  # type: ignore[no-untyped-def]
     WEBHOOKS.labels(provider=provider, result=error).inc()
+    # The reason only: neither the body nor the message (which may quote it) is logged.
+    log.info("webhook refused", extra={"provider": provider, "reason": error, "status": status})
     return jsonify(error=error, message=message), status
 
 

@@ -1,0 +1,148 @@
+"""Structured logs on stdlib logging: key=value for a terminal, one JSON object a line for a shipper.
+
+Every line carries the request id (web) or the Celery task id (workers), so one webhook or one task
+can be followed through the logs. Nothing here logs a body: call sites log counts, ids and reasons.
+As a second line of defence, the configured secrets (API keys, callback token and password, the
+secret key, the admin password) and anything after "Bearer " are masked in every formatted line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from config.settings import Settings
+
+HANDLER_NAME = "lifecycle"
+MASK = "***"
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+_BEARER = re.compile(r"(?i)(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
+# What every LogRecord has; anything else on a record came from `extra=` and is printed as a field.
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "request_id", "task_id", "task"}
+
+
+def request_id() -> str | None:
+    """The current request's id: the caller's X-Request-ID if sane, else made on first use.
+
+    Made lazily, when a line is logged: a webhook that logs nothing pays nothing for it.
+    """
+    flask = sys.modules.get("flask")
+    if flask is None or not flask.has_request_context():
+        return None
+    environ = flask.request.environ
+    found = environ.get("lifecycle.request_id")
+    if found is None:
+        incoming = environ.get("HTTP_X_REQUEST_ID", "")
+        found = incoming if _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex[:16]
+        environ["lifecycle.request_id"] = found
+    return found
+
+
+def task_ids() -> tuple[str | None, str | None]:
+    """The running Celery task's (id, name), if this line is logged inside one."""
+    if "celery" not in sys.modules:
+        return None, None
+    from celery._state import get_current_task
+
+    task = get_current_task()
+    if task is None or task.request.id is None:
+        return None, None
+    return task.request.id, task.name
+
+
+class ContextFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id()
+        record.task_id, record.task = task_ids()
+        return True
+
+
+def fields(record: logging.LogRecord) -> dict[str, Any]:
+    """The line's context and `extra=` fields, without empty ones."""
+    found = {"request_id": getattr(record, "request_id", None), "task_id": getattr(record, "task_id", None),
+             "task": getattr(record, "task", None)}  # fmt: skip
+    found |= {key: value for key, value in vars(record).items() if key not in _STANDARD}
+    return {key: value for key, value in found.items() if value is not None}
+
+
+class _Masking(logging.Formatter):
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        # Longest first, so a secret containing another is masked whole.
+        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+
+    def mask(self, line: str) -> str:
+        for secret in self._secrets:
+            line = line.replace(secret, MASK)
+        return _BEARER.sub(lambda m: f"{m.group(1)} {MASK}", line)
+
+    @staticmethod
+    def timestamp(record: logging.LogRecord) -> str:
+        return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+
+
+class KeyValueFormatter(_Masking):
+    """`2026-11-30T18:50:01.123+00:00 INFO lifecycle.jobs: inbox drained task_id=… outcome=…`"""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = f"{self.timestamp(record)} {record.levelname} {record.name}: {record.getMessage()}"
+        for key, value in fields(record).items():
+            text = str(value)
+            line += f" {key}={json.dumps(text) if (not text or ' ' in text or '=' in text) else text}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return self.mask(line)
+
+
+class JsonFormatter(_Masking):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": self.timestamp(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+            **fields(record),
+        }
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return self.mask(json.dumps(entry, default=str))
+
+
+def secrets_of(settings: Settings) -> list[str]:
+    values = [
+        settings.seventeentrack_api_key,
+        settings.cargoai_api_key,
+        settings.cargoai_callback_token,
+        settings.cargoai_callback_password,
+        settings.secret_key,
+        settings.admin_password,
+    ]
+    return [value.get_secret_value() for value in values if value is not None]
+
+
+def make_handler(settings: Settings, stream: Any = None) -> logging.Handler:
+    handler = logging.StreamHandler(stream)
+    handler.name = HANDLER_NAME
+    formatter = JsonFormatter if settings.log_format == "json" else KeyValueFormatter
+    handler.setFormatter(formatter(secrets_of(settings)))
+    handler.addFilter(ContextFilter())
+    return handler
+
+
+def configure(settings: Settings) -> None:
+    """Our handler on the root logger, once per process (re-configured when settings change).
+
+    Left alone when something else (pytest, an embedding application) already configured logging.
+    """
+    root = logging.getLogger()
+    ours = [handler for handler in root.handlers if handler.name == HANDLER_NAME]
+    if ours or not root.handlers:
+        for handler in ours:
+            root.removeHandler(handler)
+        root.addHandler(make_handler(settings))
+    root.setLevel(settings.log_level.upper())

@@ -1,0 +1,150 @@
+"""Logs: structured lines with request and task ids, and never a body or a secret."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from config.settings import Settings
+from lifecycle import create_app
+from lifecycle.api.tokens import create_token
+from lifecycle.extensions import db
+from lifecycle.observability.logs import make_handler
+from lifecycle.providers import pushes
+from lifecycle.providers import seventeentrack as st
+from tests.admin_support import create_admin, sign_in
+from tests.conftest import API_KEY
+from tests.helpers import at, delivered, post_push
+
+CARGOAI_KEY = "cargo-key-5e5a1b2c"
+CALLBACK_TOKEN = "callback-token-7f3e9d"
+ADMIN_PASSWORD = "admin-pass-4c1d8e"
+# Only in the bodies: a body that reached a log line would bring it along.
+BODY_MARKER = "BODY-MARKER-0b9a"
+
+
+@contextmanager
+def captured(settings: Settings) -> Iterator[tuple[io.StringIO, list[logging.LogRecord]]]:
+    """What our handler writes (formatted, masked) and every raw record, at DEBUG, from all loggers."""
+    stream, records = io.StringIO(), []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    root = logging.getLogger()
+    handlers = [make_handler(settings, stream), Keep()]
+    level = root.level
+    root.setLevel(logging.DEBUG)
+    for handler in handlers:
+        root.addHandler(handler)
+    try:
+        yield stream, records
+    finally:
+        for handler in handlers:
+            root.removeHandler(handler)
+        root.setLevel(level)
+
+
+def raw_text(records: list[logging.LogRecord]) -> str:
+    """Each record as it was logged, before any masking: a secret must not even get this far."""
+    parts = []
+    for record in records:
+        parts.append(record.getMessage())
+        parts.append(repr({k: v for k, v in vars(record).items() if k not in ("msg", "args")}))
+        if record.exc_info:
+            parts.append(logging.Formatter().formatException(record.exc_info))
+    return "\n".join(parts)
+
+
+def _every_secret_path(app, token: str) -> None:  # type: ignore[no-untyped-def]
+    client = app.test_client()
+    marked = pushes.tracking_updated("LG1", 3011, "Delivered", "Delivered_Other", at(48), BODY_MARKER)
+    body = pushes.encode(marked)
+    assert (
+        client.post("/webhooks/17track", data=body, headers={"sign": st.sign(body, API_KEY)}).status_code
+        == 200
+    )
+    assert client.post("/webhooks/17track", data=body, headers={"sign": "bad"}).status_code == 401
+    assert client.post("/webhooks/17track", data=b"{" + BODY_MARKER.encode(), headers={
+        "sign": st.sign(b"{" + BODY_MARKER.encode(), API_KEY)}).status_code == 400  # fmt: skip
+    callback = json.dumps({"awb": "176-12345675", "events": [{"code": BODY_MARKER}]}).encode()
+    for bearer in (CALLBACK_TOKEN, "wrong-token"):
+        client.post("/webhooks/cargoai", data=callback, headers={"Authorization": f"Bearer {bearer}"})
+    for value in (token, "not-a-token"):
+        client.get("/api/shipments", headers={"Authorization": f"Bearer {value}"})
+    basic = base64.b64encode(f"x:{ADMIN_PASSWORD}".encode()).decode()
+    client.get("/api/shipments", headers={"Authorization": f"Basic {basic}"})
+    create_admin(app, password=ADMIN_PASSWORD)
+    sign_in(client, password="not-the-password")
+    assert sign_in(client, password=ADMIN_PASSWORD).status_code in (302, 303)
+
+
+def test_no_secret_and_no_body_ever_reaches_the_logs(settings_factory, sim):
+    settings = settings_factory(
+        seventeentrack_api_url=sim.url,
+        cargoai_api_key=CARGOAI_KEY,
+        cargoai_callback_auth="bearer",
+        cargoai_callback_token=CALLBACK_TOKEN,
+        admin_password=ADMIN_PASSWORD,
+        admin_email="first@example.com",
+    )
+    app = create_app(settings)
+    from workers import tasks
+
+    with app.app_context(), db.new_session() as session, session.begin():
+        token = create_token(session, "logging test")
+    with captured(settings) as (stream, records):
+        _every_secret_path(app, token)
+        post_push(app.test_client(), delivered("LG2"))
+        with app.app_context():
+            tasks.drain_inbox.apply()
+            tasks.flush_operations.apply()  # 17TRACK calls carry the API key in a header
+    formatted, raw = stream.getvalue(), raw_text(records)
+    assert "webhook refused" in formatted and "operations sent" in formatted  # the scenario logged
+    for secret in (API_KEY, CARGOAI_KEY, CALLBACK_TOKEN, ADMIN_PASSWORD, token, BODY_MARKER):
+        assert secret not in formatted, f"{secret!r} in the log output"
+        assert secret not in raw, f"{secret!r} logged (even before masking)"
+    db.engine.dispose()  # type: ignore[union-attr]
+
+
+def test_web_lines_carry_the_request_id_and_worker_lines_the_task_id(app, client):
+    from workers import tasks
+
+    settings = app.config["SETTINGS"]
+    with captured(settings.model_copy(update={"log_format": "json"})) as (stream, _):
+        client.post("/webhooks/17track", data=b"{}", headers={"sign": "bad", "X-Request-ID": "req-42"})
+        client.post("/webhooks/17track", data=b"{}", headers={"sign": "bad"})
+        post_push(client, delivered("LG3"))
+        with app.app_context():
+            result = tasks.drain_inbox.apply()
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    refused = [line for line in lines if line["msg"] == "webhook refused"]
+    assert refused[0]["request_id"] == "req-42"
+    assert (refused[0]["provider"], refused[0]["reason"], refused[0]["status"]) == (
+        "17track",
+        "bad_signature",
+        401,
+    )
+    assert len(refused[1]["request_id"]) == 16 and refused[1]["request_id"] != "req-42"
+    drained = [line for line in lines if line["msg"].startswith("inbox drained")]
+    assert drained and drained[0]["task_id"] == result.id and drained[0]["task"] == "lifecycle.inbox.drain"
+
+
+def test_text_lines_are_key_value_and_secrets_logged_by_mistake_are_masked(settings):
+    stream = io.StringIO()
+    handler = make_handler(settings.model_copy(update={"log_format": "text"}), stream)
+    record = logging.makeLogRecord({
+        "name": "lifecycle.test", "levelno": logging.WARNING, "levelname": "WARNING",
+        "msg": "calling with %s and Authorization: Bearer abc.DEF-123", "args": (API_KEY,),
+        "provider": "17track", "reason": "two words",
+    })  # fmt: skip
+    handler.handle(record)
+    line = stream.getvalue().strip()
+    assert API_KEY not in line and "abc.DEF-123" not in line
+    assert "WARNING lifecycle.test: calling with *** and Authorization: Bearer ***" in line
+    assert line.endswith('provider=17track reason="two words"')
