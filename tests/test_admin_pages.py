@@ -302,3 +302,18 @@ def test_actions_only_go_back_to_pages_of_this_site(app, client):
         form = {"csrf_token": token, "back": back}
         response = client.post(f"/admin/shipments/{shipment_id}/sync", data=form)
         assert response.location == "/admin/shipments", back
+
+
+def test_times_are_shown_in_the_account_time_zone_with_utc_on_hover(settings_factory):
+    from datetime import UTC, datetime
+
+    app = create_app(settings_factory(account_timezone="Asia/Shanghai"))
+    create_admin(app)
+    add_shipments(app, 1, start=datetime(2026, 11, 3, 20, 30, tzinfo=UTC))
+    client = app.test_client()
+    sign_in(client)
+    html = client.get("/admin/shipments").get_data(as_text=True)
+    shown = '<time datetime="2026-11-03T20:30:00Z" title="2026-11-03 20:30:00 UTC">2026-11-04 04:30</time>'
+    assert shown in html
+    assert "Times in Asia/Shanghai" in html
+    db.engine.dispose()  # type: ignore[union-attr]
