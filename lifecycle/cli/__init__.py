@@ -36,6 +36,7 @@ SECTIONS: dict[str, dict[str, tuple[str, str]]] = {
         "reconcile": ("provider17:reconcile", "Compare 17TRACK's list of numbers with ours."),
     },
     "Pipeline": {
+        "status": ("status:status", "Lag, backlog, heartbeats, quota, last jobs, alerts (--watch)."),
         "inbox": ("data:inbox", "Inbox counts, failed rows and their errors; requeue them."),
         "operations": ("data:operations", "The outbox: queued, sent, failed, paused; last errors."),
         "resume-registration": ("provider17:resume_registration", "Lift a registration pause."),

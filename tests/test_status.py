@@ -1,0 +1,124 @@
+"""`manage.py status`: one screen of lag, backlog, pauses, heartbeats, quota, jobs and alerts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import update
+
+from config.settings import get_settings
+from lifecycle import jobs
+from lifecycle.cleanup.heartbeat import BEAT, WORKER
+from lifecycle.cleanup.heartbeat import record as record_heartbeat
+from lifecycle.cli import cli
+from lifecycle.db import utcnow
+from lifecycle.extensions import db
+from lifecycle.inbox.models import FAILED, InboxEvent
+from lifecycle.operations import pause
+from tests.helpers import delivered, in_transit, post_push
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def run_cli(settings, monkeypatch):  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("BROKER_URL", settings.broker_url)
+    monkeypatch.setenv("VAR_DIR", str(settings.var_dir))
+    get_settings.cache_clear()
+
+    def run(*args: str) -> str:
+        result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    yield run
+    get_settings.cache_clear()
+
+
+def test_a_quiet_new_service_says_nothing_ran_yet(app, run_cli):
+    report = json.loads(run_cli("status", "--json"))
+    assert report["inbox"] == {"pending": 0, "failed": 0, "capped": False, "oldest_pending_age_seconds": None}
+    assert report["outbox"] == {"queued": [], "in_flight": 0, "failed": 0}
+    assert report["alerts"] == ["workers: no worker has run yet", "beat: no heartbeat yet"]
+    free = [b for b in report["quota"] if b["bucket"] == "monthly_free"]
+    assert free[0]["provider"] == "17track" and free[0]["remaining"] == 100
+    assert {job["job"] for job in report["jobs"]} >= {"retention", "safety-net", "reconcile"}
+
+
+def test_lag_backlog_pause_heartbeats_and_jobs_are_reported(app, client, run_cli):
+    post_push(client, delivered("ST1"))
+    post_push(client, in_transit("ST2"))
+    with app.app_context():
+        jobs.drain_inbox()  # ST1 delivered: a stoptrack waits in the outbox
+        for number in ("ST3", "ST4", "ST5"):
+            post_push(client, in_transit(number))
+        with db.new_session() as session, session.begin():
+            session.execute(update(InboxEvent).where(InboxEvent.id == 5).values(status=FAILED, error="bad"))
+            pause.pause(session, "17track", "register", -18019903, "quota used up", None)
+        record_heartbeat(db.new_session, WORKER, "celery@a")
+        record_heartbeat(db.new_session, BEAT, "beat@a")
+        jobs.cleanup("retention")
+    report = json.loads(run_cli("status", "--json"))
+    assert (report["inbox"]["pending"], report["inbox"]["failed"]) == (2, 1)
+    assert report["inbox"]["oldest_pending_age_seconds"] >= 0
+    assert report["outbox"]["queued"] == [{"provider": "17track", "kind": "stoptrack", "count": 1}]
+    assert report["paused"][0]["kind"] == "register" and report["paused"][0]["until"] is None
+    assert report["heartbeats"]["workers"] == {"alive": 1, "problem": None}
+    retention = next(job for job in report["jobs"] if job["job"] == "retention")
+    assert retention["last_success_at"] is not None and retention["last_error"] is None
+    assert report["alerts"] == [
+        "inbox: 1 failed rows (`manage.py inbox`)",
+        "17track register paused: quota used up",
+    ]
+    screen = run_cli("status")
+    assert "inbox     2 pending" in screen and "1 failed" in screen
+    assert "outbox    queued: 17track stoptrack 1" in screen
+    assert "paused    17track register: quota used up until resumed" in screen
+    assert "workers   1 alive" in screen
+    assert "retention              last success 0 s ago" in screen
+    assert "! 17track register paused: quota used up" in screen
+
+
+def test_inbox_lag_past_a_minute_alerts(app, client, run_cli):
+    post_push(client, in_transit("ST9"))
+    with app.app_context(), db.new_session() as session, session.begin():
+        session.execute(update(InboxEvent).values(received_at=utcnow() - timedelta(minutes=5)))
+    report = json.loads(run_cli("status", "--json"))
+    assert report["inbox"]["oldest_pending_age_seconds"] >= 300
+    assert any(alert.startswith("inbox: oldest pending row waits for 3") for alert in report["alerts"])
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_watch_refreshes_and_the_command_starts_without_the_web_app(settings):
+    from lifecycle import migrate
+
+    migrate.upgrade(settings.database_url)
+    env = {**os.environ, "DATABASE_URL": settings.database_url, "VAR_DIR": str(settings.var_dir)}
+    probe = (
+        "import sys; from click.testing import CliRunner; from lifecycle.cli import cli;"
+        "r = CliRunner().invoke(cli, ['status', '--json']); assert r.exit_code == 0, r.output;"
+        "heavy = ('flask', 'lifecycle.web', 'lifecycle.providers.client17');"
+        "print(sorted(m for m in heavy if m in sys.modules))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.strip() == "[]"
+    watch = subprocess.Popen(
+        [sys.executable, "manage.py", "status", "--watch", "--json", "--interval", "0.2"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert watch.stdout is not None
+        screens = [json.loads(watch.stdout.readline()) for _ in range(3)]
+    finally:
+        watch.kill()
+        watch.wait(timeout=30)
+    assert len({screen["at"] for screen in screens}) == 3  # three refreshes, each read anew
