@@ -6,6 +6,7 @@ import json
 
 import pytest
 from sqlalchemy import insert, select
+from sqlalchemy.exc import OperationalError
 
 from lifecycle.extensions import db
 from lifecycle.inbox import service as inbox
@@ -190,3 +191,18 @@ def test_a_failure_outside_any_savepoint_is_retried_row_by_row(app, client, monk
     with app.app_context():
         assert count(InboxEvent, InboxEvent.status == "pending") == 0
         assert shipment("RR2") is None and shipment("RR3").status == "in_transit"
+
+
+def test_a_database_outage_marks_nothing_failed(app, client, monkeypatch):
+    """No row is to blame when the database itself fails: the drain stops, every row stays pending."""
+
+    def database_gone(session, pushes_, **kwargs):  # type: ignore[no-untyped-def]
+        raise OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly"))
+
+    monkeypatch.setattr(inbox, "apply_pushes", database_gone)
+    post_push(client, in_transit("RR1"))
+    post_push(client, in_transit("RR2"))
+    with pytest.raises(OperationalError):
+        _drain(app)
+    with app.app_context():
+        assert count(InboxEvent, InboxEvent.status == "pending") == 2

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, func, select, update
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from lifecycle import metrics
@@ -89,6 +90,8 @@ def _process_batch_with_retry(
                 # Another worker holds locks we need (deadlock victim): the whole batch rolls back.
                 time.sleep(0.05 * (attempt + 1))
                 continue
+            if not_the_rows_fault(exc):
+                raise
             # Something no savepoint contained (a failing commit, say): find the row that causes it.
             log.warning("inbox batch failed (%s); processing its rows one by one", readable(exc))
             return _process_rows_alone(session_factory, batch_size, charger)
@@ -108,7 +111,7 @@ def _process_rows_alone(
             with session_factory() as session, session.begin():
                 done, created = process_batch(session, 1, charger, only_id=row_id)
         except Exception as exc:
-            if is_retryable(exc):
+            if not_the_rows_fault(exc):
                 raise
             done, created = _mark_failed_alone(session_factory, row_id, exc), 0
         outcomes |= done
@@ -125,6 +128,12 @@ def _mark_failed_alone(session_factory: Callable[[], Session], row_id: int, exc:
             .values(status=FAILED, outcome="failed", error=readable(exc), processed_at=utcnow())
         ).rowcount
     return {row_id: "failed"} if marked else {}
+
+
+def not_the_rows_fault(exc: BaseException) -> bool:
+    """A deadlock, a database down or unreachable, a schema behind the code: retry later, mark nothing."""
+    infrastructure = isinstance(exc, (OperationalError, InterfaceError))
+    return infrastructure or is_retryable(exc) or bool(getattr(exc, "connection_invalidated", False))
 
 
 def _pending() -> Select[tuple[InboxEvent]]:
@@ -186,7 +195,7 @@ def _apply_isolating_poison(
             effects = apply(session, items)
         return effects.outcomes, len(effects.operations), _deliveries(effects)
     except Exception as exc:
-        if is_retryable(exc):
+        if not_the_rows_fault(exc):
             raise
         log.warning("batch of %d failed (%s); applying row by row", len(items), readable(exc))
     outcomes: dict[int, str] = {}
@@ -199,7 +208,7 @@ def _apply_isolating_poison(
             created += len(effects.operations)
             delivered += _deliveries(effects)
         except Exception as exc:
-            if is_retryable(exc):
+            if not_the_rows_fault(exc):
                 raise
             outcomes[row_id] = "failed"
             errors[row_id] = readable(exc)
