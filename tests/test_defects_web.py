@@ -101,6 +101,7 @@ def test_chunked_body_within_the_limit_is_stored_whole(app, client):
     [
         ("/api/quota?period=2026-13", "period"),
         ("/api/quota?period=2026-00", "period"),
+        ("/api/quota?period=9999-12", "period"),
         ("/api/shipments?stale_days=inf", "stale_days"),
         ("/api/shipments?stale_days=nan", "stale_days"),
         ("/api/shipments?stale_days=1e10", "stale_days"),

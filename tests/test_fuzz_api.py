@@ -29,7 +29,8 @@ NASTY = hs.sampled_from(
     [
         "", " ", "'", '"', "/", "//", "\\", "%", "_", "%00", "\x00", "..", "../..", "' OR '1'='1",
         "1; DROP TABLE shipments; --", "\" OR \"\"=\"", "RR1' --", "é", "💥", "\u202e", "\ufeff", "x" * 5000,
-        "9" * 30, "-1", "0", "inf", "nan", "1e10", "2026-13", "null", "true", "[]", "{}",
+        "9" * 30, "-1", "0", "inf", "nan", "1e10", "2026-13", "9999-12", "0001-01",
+        "null", "true", "[]", "{}",
     ]
 )  # fmt: skip
 TEXT = NASTY | hs.text(max_size=20) | hs.builds(lambda a, b: a + b, NASTY, hs.text(max_size=5))

@@ -185,6 +185,7 @@ def period(args: MultiDict[str, str]) -> str | None:
     if not value:
         return None
     match = re.fullmatch(r"([0-9]{4})-([0-9]{2})", value)
-    if not match or not 1 <= int(match.group(2)) <= 12 or int(match.group(1)) < 1970:
-        bad_request("period must be a month, YYYY-MM (e.g. 2026-11)")
+    # Years are bounded so that plan years and forecasts computed from the month stay in range.
+    if not match or not 1 <= int(match.group(2)) <= 12 or not 1970 <= int(match.group(1)) <= 2999:
+        bad_request("period must be a month from 1970-01 to 2999-12, as YYYY-MM (e.g. 2026-11)")
     return value
