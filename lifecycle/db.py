@@ -87,10 +87,15 @@ class Database:
 
     def __init__(self) -> None:
         self.engine: Engine | None = None
+        self.read_engine: Engine | None = None
         self.session: scoped_session[Session] = scoped_session(sessionmaker(expire_on_commit=False))
 
     def init_app(self, app: Any) -> None:
-        self.engine = make_engine(app.config["DATABASE_URL"])
+        url = app.config["DATABASE_URL"]
+        self.engine = make_engine(url)
+        # On SQLite, reads go through an engine that begins deferred transactions, so a read never
+        # waits for (or holds) the single write lock; PostgreSQL needs no second pool for that.
+        self.read_engine = make_engine(url, writes=False) if url.startswith("sqlite") else self.engine
         self.session.remove()
         self.session.configure(bind=self.engine)
         app.extensions["database"] = self
@@ -103,7 +108,11 @@ class Database:
         """A session independent of the thread-scoped one (background threads, tests)."""
         return Session(self.engine, expire_on_commit=False)
 
+    def read_session(self) -> Session:
+        """A session for reading only: safe to open while another session of this thread writes."""
+        return Session(self.read_engine, expire_on_commit=False)
+
     def dispose_after_fork(self) -> None:
         # Pooled connections must not be shared with a forked child (SQLAlchemy pooling docs).
-        if self.engine is not None:
-            self.engine.dispose(close=False)
+        for engine in {self.engine, self.read_engine} - {None}:
+            engine.dispose(close=False)  # type: ignore[union-attr]

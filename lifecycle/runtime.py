@@ -43,7 +43,9 @@ def account(provider: str) -> Account | None:
     configured = accounts().get(provider)
     if configured is None:
         return None
-    with db.new_session() as session:
+    # A read session: callers may hold a write transaction of their own (on SQLite a second writer
+    # would wait for it, i.e. for itself, for the whole busy timeout).
+    with db.read_session() as session:
         return in_force(session, configured)
 
 

@@ -149,5 +149,5 @@ def quota():  # type: ignore[no-untyped-def]
     from lifecycle.db import utcnow
 
     period = api_input.period(request.args)
-    with db.new_session() as session:
+    with db.read_session() as session:
         return jsonify(quota_report(session, runtime.accounts_in_force(), utcnow(), period))
