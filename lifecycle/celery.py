@@ -45,6 +45,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             **beat_entries(settings),
         },
         "beat_schedule_filename": str(settings.var_dir / "celerybeat-schedule"),
+        # Schedules only while it holds the leader lease: a second beat stands by (lifecycle/beat.py).
+        "beat_scheduler": "lifecycle.beat:LeaderScheduler",
         "include": ["workers.tasks"],
     }
     # Beat keeps its schedule state there: a fresh checkout (no var/) must not stop beat.
@@ -80,6 +82,7 @@ def celery_init_app(app: Flask, settings: Settings) -> Celery:
 
     celery_app = Celery(app.import_name, task_cls=FlaskTask)
     celery_app.conf.update(celery_config(settings))
+    celery_app.lifecycle_settings = settings  # type: ignore[attr-defined]
     celery_app.set_default()
     app.extensions["celery"] = celery_app
     _record_beat_heartbeats()
