@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import click
@@ -230,3 +231,27 @@ def test_the_embedded_broker_never_hands_out_a_partial_or_duplicate_message(tmp_
     for process in writers:
         assert process.wait(timeout=60) == 0
     assert sorted(seen) == sorted(w * 1000 + i for w in range(3) for i in range(60))
+
+
+def test_replay_says_what_it_can_rebuild_once_retention_purged_old_bodies(app, client, cli_env):
+    import time_machine
+
+    from tests.cleanup_helpers import NOW
+    from tests.cleanup_helpers import run as run_job
+    from tests.helpers import delivered, in_transit, post_push
+
+    with time_machine.travel(NOW - timedelta(days=100), tick=False):
+        post_push(client, in_transit("RR1"))
+    with time_machine.travel(NOW - timedelta(days=1), tick=False):
+        post_push(client, delivered("RR2"))
+    with app.app_context():
+        inbox.drain(db.new_session, batch_size=10)
+    runner = CliRunner()
+    whole = json.loads(runner.invoke(cli, ["replay", "--json"], catch_exceptions=False).output)
+    assert whole["window"]["complete"] is True and whole["inbox_rows"] == 2
+    with time_machine.travel(NOW, tick=False):
+        assert run_job(app, "retention")["inbox_bodies_purged"] == 1
+    text = runner.invoke(cli, ["replay"], catch_exceptions=False).output
+    assert text.startswith("replay can rebuild only what arrived after 2026-08-12")
+    partial = json.loads(runner.invoke(cli, ["replay", "--json"], catch_exceptions=False).output)
+    assert partial["window"]["complete"] is False and partial["inbox_rows"] == 1

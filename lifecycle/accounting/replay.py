@@ -30,7 +30,11 @@ from lifecycle.shipments.models import Shipment
 CHUNK = 2000
 
 
-def replay(live: Engine, accounts: dict[str, Account], rule_set: str | None = None) -> dict[str, Any]:
+def replay(
+    live: Engine, accounts: dict[str, Account], rule_set: str | None = None, after_inbox_id: int = 0
+) -> dict[str, Any]:
+    """Rebuild into a scratch database and compare. Inbox rows up to `after_inbox_id` had their
+    bodies purged by retention, so they are left out (the caller says so to the user)."""
     account = accounts["17track"]
     if rule_set and rule_set not in account.rules.rule_sets:
         known = ", ".join(account.rules.rule_sets)
@@ -40,7 +44,7 @@ def replay(live: Engine, accounts: dict[str, Account], rule_set: str | None = No
     with tempfile.TemporaryDirectory() as directory:
         scratch = make_engine(f"sqlite:///{Path(directory) / 'replay.sqlite3'}")
         migrate.upgrade(str(scratch.url))
-        rows = _copy_history(live, scratch)
+        rows = _copy_history(live, scratch, after_inbox_id)
         cycles: list[BillableEvent] = []
         charger = (lambda _session, events: cycles.extend(events)) if _prices_cycles(account) else None
         inbox.drain(lambda: Session(scratch), batch_size=500, charger=charger)
@@ -67,14 +71,15 @@ def _prices_cycles(account: Account) -> bool:
     return charges_update_cycles(account)
 
 
-def _copy_history(live: Engine, scratch: Engine) -> int:
-    """Registered shipments (identity only) and every inbox row, pending again, in arrival order."""
+def _copy_history(live: Engine, scratch: Engine, after_inbox_id: int) -> int:
+    """Registered shipments (identity only) and every inbox row still holding its body, pending
+    again, in arrival order."""
     with Session(live) as source, Session(scratch) as target, target.begin():
         for shipment in source.scalars(select(Shipment).where(Shipment.origin == "registered")):
             target.add(Shipment(provider=shipment.provider, number=shipment.number, carrier=shipment.carrier,
                                 registration_generation=shipment.registration_generation, tracking="tracking",
                                 registered_at=shipment.registered_at))  # fmt: skip
-        copied, last_id = 0, 0
+        copied, last_id = 0, after_inbox_id
         while True:
             stmt = select(InboxEvent).where(InboxEvent.id > last_id).order_by(InboxEvent.id).limit(CHUNK)
             batch = list(source.scalars(stmt))

@@ -165,6 +165,7 @@ def replay(as_json: bool, rule_set: str | None) -> None:
     """Rebuild state and ledger from the inbox and operations history; report differences."""
     from lifecycle.accounting.replay import replay as rebuild
     from lifecycle.accounting.rules import RulesError
+    from lifecycle.cleanup.retention import replay_window
     from lifecycle.db import make_engine
 
     # Replay only reads the live database (it rebuilds into a scratch file): a read-only engine.
@@ -172,7 +173,8 @@ def replay(as_json: bool, rule_set: str | None) -> None:
     try:
         with read_session() as session:
             accounts = _accounts(session)
-        report = rebuild(live, accounts, rule_set)
+            window = replay_window(session)
+        report = {**rebuild(live, accounts, rule_set, window["purged_through_id"]), "window": window}
     except RulesError as exc:
         raise click.BadParameter(str(exc), param_hint="--rules") from None
     finally:
@@ -188,6 +190,7 @@ def replay_lines(report: dict) -> list[str]:
     """The replay report in words: a what-if says what it would cost more or less, and where."""
     live, replayed, currency = report["live"], report["replay"], report["currency"]
     lines = [
+        report["window"]["message"],
         f"replayed {report['inbox_rows']} inbox rows and {report['events']} billable events "
         f"under {report['rule_set']}",
         f"live ledger ({report['live_rule_set']}): {live['units']} units, {live['money']} {currency}; "
