@@ -14,8 +14,7 @@ import psycopg
 import pytest
 import redis
 
-from lifecycle.simulator.seventeentrack import SimulatorServer
-from tests.conftest import API_KEY, IN_CI
+from tests.conftest import IN_CI
 from tests.reliability_support import (
     CARRIER,
     Poster,
@@ -27,6 +26,7 @@ from tests.reliability_support import (
     plan_pushes,
     resent_items,
     service_env,
+    simulator,
     stoptracks_settled,
     wait_until,
     wrong_final_states,
@@ -75,7 +75,7 @@ def test_pushes_during_a_broker_outage_are_acknowledged_then_applied_once(postgr
     plan = plan_pushes("BRK", PUSHES)
     broker = OwnRedis(procs)
     broker.start()
-    with fresh_database() as database_url, SimulatorServer(API_KEY, step_seconds=None) as sim:
+    with fresh_database(procs) as database_url, simulator() as sim:
         for number in plan.final:
             sim.add_parcel(number, CARRIER)
         env = service_env(database_url, broker.url, tmp_path / "var", SEVENTEENTRACK_API_URL=sim.url)

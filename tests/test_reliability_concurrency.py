@@ -52,7 +52,7 @@ def procs(tmp_path):  # type: ignore[no-untyped-def]
 def test_four_workers_on_one_inbox_apply_each_event_exactly_once(postgres_url, procs, tmp_path):
     redis.Redis.from_url(REDIS_URL).flushdb()
     plan = plan_pushes("CON", EVENTS, order="shuffled")
-    with fresh_database() as database_url, psycopg.connect(plain(database_url), autocommit=True) as db:
+    with fresh_database(procs) as database_url, psycopg.connect(plain(database_url), autocommit=True) as db:
         _store(db, plan)  # as the webhook stores them: raw bodies, pending
         env = service_env(database_url, REDIS_URL, tmp_path / "var")
         for n in range(WORKERS):

@@ -81,10 +81,13 @@ def test_provider_faults_are_retried_with_backoff_and_nothing_is_doubled_or_lost
     plan = plan_pushes("FLT", NUMBERS * 4)
     numbers = sorted(plan.final)
     with (
-        fresh_database() as database_url,
+        fresh_database(procs) as database_url,
         SimulatorServer(API_KEY, step_seconds=None, timeout_fault_seconds=HELD_SECONDS) as sim,
     ):
-        env = service_env(database_url, REDIS_URL, tmp_path / "var", SEVENTEENTRACK_API_URL=sim.url)
+        env = service_env(
+            database_url, REDIS_URL, tmp_path / "var", SEVENTEENTRACK_API_URL=sim.url,
+            SEVENTEENTRACK_RATE_PER_SECOND="3",  # 17TRACK's own limit: its 429s come on top of the faults
+        )  # fmt: skip
         base = procs.serve(env)
         procs.worker(env)
         procs.beat(env)
