@@ -111,6 +111,7 @@ def differences(timelines: list[list[str]]) -> tuple[list[str], dict[str, Any]]:
     return differing, {"sent": sent, "distinct": distinct, "applied": applied, "outcomes": report.outcomes}
 
 
+@pytest.mark.integration
 def test_shuffled_delivery_ends_in_the_state_in_order_delivery_ends_in(app):
     with app.app_context():
         differing, figures = differences(TIMELINES)
