@@ -22,12 +22,15 @@ def cleanup(job: str | None, list_jobs: bool, dry_run: bool, as_json: bool) -> N
         _list(as_json)
         return
     from lifecycle import jobs
+    from lifecycle.observability.progress import Progress, on_terminal
 
     names = [job] if job else [spec.name for spec in JOBS]
     results: dict[str, Any] = {}
-    with app().app_context():
+    bar = Progress("cleanup", len(names), "jobs", enabled=on_terminal(as_json) and not job)
+    with app().app_context(), bar:
         for name in names:
             results[name] = jobs.cleanup(name, dry_run=dry_run)
+            bar.advance()
     if as_json:
         click.echo(json.dumps(results if job is None else results[job], indent=2, default=str))
         return

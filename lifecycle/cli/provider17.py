@@ -89,10 +89,12 @@ def import_(path, as_json: bool) -> None:  # type: ignore[no-untyped-def]
             click.echo(f"line {line}: {number!r}: {message}", err=True)
 
     from lifecycle import runtime
+    from lifecycle.observability.progress import Progress, counted_lines, file_size, on_terminal
 
-    with app().app_context():
+    size = file_size(path)
+    with app().app_context(), Progress("import", size, "B", enabled=on_terminal(as_json) and size > 0) as bar:
         report = import_csv(
-            path,
+            counted_lines(path, bar),
             db.new_session,
             on_problem=problem,
             on_chunk=lambda: nudge(FLUSH_OPERATIONS),

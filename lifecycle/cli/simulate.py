@@ -50,12 +50,16 @@ def _summary(env: dict[str, str]) -> tuple[Counter[str], Counter[str]]:
 
 
 def _register(env: dict[str, str], count: int) -> None:
+    from lifecycle.observability.progress import Progress, on_terminal
+
     numbers = [f"SIM{i:08d}CN" for i in range(count)]
-    for start in range(0, count, 500):
-        subprocess.run(
-            [sys.executable, "manage.py", "register", *numbers[start : start + 500]],
-            cwd=PROJECT_ROOT, env=env, check=False, stdout=subprocess.DEVNULL,
-        )  # fmt: skip
+    with Progress("registering", count, "numbers", enabled=on_terminal()) as bar:
+        for start in range(0, count, 500):
+            subprocess.run(
+                [sys.executable, "manage.py", "register", *numbers[start : start + 500]],
+                cwd=PROJECT_ROOT, env=env, check=False, stdout=subprocess.DEVNULL,
+            )  # fmt: skip
+            bar.advance(len(numbers[start : start + 500]))
 
 
 def _choose_port(port: int) -> int:
@@ -161,16 +165,28 @@ def simulate(count: int, port: int, step_seconds: float, duplicate_rate: float, 
 
 
 def _watch(env: dict[str, str], sim, count: int, until_settled: bool, timeout: float) -> bool:  # type: ignore[no-untyped-def]
+    from lifecycle.observability.progress import Progress, on_terminal
+
+    # On a terminal, a bar of settled shipments (rate, ETA) instead of a status line every 2 s.
+    with Progress("settled", count, "shipments", enabled=on_terminal()) as bar:
+        return _watch_until(env, sim, count, until_settled, timeout, bar)
+
+
+def _watch_until(env, sim, count, until_settled, timeout, bar) -> bool:  # type: ignore[no-untyped-def]
+    from lifecycle.observability.progress import on_terminal
+
     announced = False
     deadline = time.monotonic() + timeout if timeout else None
     while deadline is None or time.monotonic() < deadline:
         statuses, tracking = _summary(env)
         calls = Counter(c["endpoint"] for c in sim.calls())
-        click.echo(
-            f"[{time.strftime('%H:%M:%S')}] statuses {dict(statuses)} | tracking {dict(tracking)} | "
-            f"API calls {dict(calls)} | pushes {len(sim.pushes())}"
-        )
         settled = sum(tracking[t] for t in ("stopped", "rejected", "deleted"))
+        bar.update_to(settled)
+        if not on_terminal():
+            click.echo(
+                f"[{time.strftime('%H:%M:%S')}] statuses {dict(statuses)} | tracking {dict(tracking)} | "
+                f"API calls {dict(calls)} | pushes {len(sim.pushes())}"
+            )
         if not announced and settled >= count * 0.8 and not tracking["stopping"]:
             announced = True
             click.echo("most shipments are settled (delivered ones stopped); Ctrl-C to stop")
