@@ -16,6 +16,7 @@ import contextlib
 import socket
 import threading
 import time
+from dataclasses import dataclass
 
 import psycopg
 import pytest
@@ -135,6 +136,17 @@ def proxy():  # type: ignore[no-untyped-def]
     relay.close()
 
 
+@dataclass
+class Outage:
+    """When the database was away (monotonic, for the poster's times; wall clock, for the simulator's)."""
+
+    down_from: float
+    down_until: float
+    cut_at: float
+    back_at: float
+    health: int | str  # what /healthz answered meanwhile
+
+
 @pytest.mark.integration
 def test_webhooks_answer_503_while_the_database_is_down_and_nothing_acknowledged_is_lost(
     postgres_url, procs, proxy, tmp_path
@@ -152,21 +164,7 @@ def test_webhooks_answer_503_while_the_database_is_down_and_nothing_acknowledged
         procs.beat(env)
         poster = Poster(base, threads=8)
         assert set(poster.post_all(plan.pushes[:third])) == {200}, procs.tails()
-
-        # Pushes keep coming while the relay is cut in the middle of them.
-        loader = threading.Thread(target=poster.post_all, args=(plan.pushes[third : 2 * third],))
-        loader.start()
-        time.sleep(0.3)
-        proxy.cut()
-        down_from, cut_at = time.monotonic(), time.time()
-        health_while_down = _health(base)
-        loader.join(timeout=120)
-        time.sleep(max(0.0, DOWN_SECONDS - (time.monotonic() - down_from)))
-        down_until = time.monotonic()
-        proxy.restore()
-        # A call answered from shortly before the cut until the return may not have been recorded.
-        unrecorded = (cut_at - 2 * CALL_TIMEOUT, time.time())
-
+        outage = _cut_while_posting(proxy, poster, plan.pushes[third : 2 * third], base)
         with psycopg.connect(plain(database_url), autocommit=True) as db:
             web_back, worker_back = _recovery(db, poster, plan.pushes[2 * third])
             # Like 17TRACK, retry what was refused; then the rest of the stream.
@@ -175,28 +173,50 @@ def test_webhooks_answer_503_while_the_database_is_down_and_nothing_acknowledged
             assert set(poster.post_all(plan.pushes[2 * third + 1 :])) == {200}, procs.tails()
             wait_until("the inbox drained", lambda: inbox_drained(db, PUSHES), timeout=120)
             wait_until("stoptracks settled", lambda: stoptracks_settled(db), timeout=120)
-            down = _answered_while_down(poster.answers, down_from, down_until)
-            calls = sim.calls("stoptrack")
-            resent = resent_items(calls, unrecorded)
+            down = _answered_while_down(poster.answers, outage)
+            resent = _resent(sim.calls("stoptrack"), outage)
             figures = event_figures(
                 "database restart", db, PUSHES, poster.acknowledged(),
                 answered_while_down=dict(down), refused_and_retried=len(refused),
-                healthz_while_down=health_while_down, web_back_seconds=round(web_back, 1),
+                healthz_while_down=outage.health, web_back_seconds=round(web_back, 1),
                 worker_back_seconds=round(worker_back, 1), stoptrack_items_resent=len(resent),
             )  # fmt: skip
             wrong = wrong_final_states(db, plan)
         stopped_at_provider = {n for n in plan.final if sim.state.parcels[n].tracking == "Stopped"}
-    if resent:  # shown, not failed: see the module's docstring
-        print(_calls_of(resent, calls, cut_at, unrecorded[1]))
 
-    answers = {status for _, status, _, _ in poster.answers}
-    assert answers <= {200, 503}, f"answers other than 200 and 503: {answers}"
+    assert {status for _, status, _, _ in poster.answers} <= {200, 503}
     assert sum(down.values()) > 0 and set(down) == {503}, down
-    assert health_while_down != 200
+    assert outage.health != 200
     assert web_back <= WEB_RECOVERY_LIMIT and worker_back <= WORKER_RECOVERY_LIMIT
     assert (figures.acknowledged, figures.applied, figures.doubled, figures.lost) == (PUSHES, PUSHES, 0, 0)
     assert wrong == [], wrong[:5]
     assert stopped_at_provider == plan.delivered
+
+
+def _cut_while_posting(proxy: TcpProxy, poster: Poster, pushes: list[Push], base: str) -> Outage:
+    """Post `pushes` and cut the database in the middle of them; restore it DOWN_SECONDS later."""
+    loader = threading.Thread(target=poster.post_all, args=(pushes,))
+    loader.start()
+    time.sleep(0.3)
+    proxy.cut()
+    down_from, cut_at = time.monotonic(), time.time()
+    health = _health(base)
+    loader.join(timeout=120)
+    time.sleep(max(0.0, DOWN_SECONDS - (time.monotonic() - down_from)))
+    down_until = time.monotonic()
+    proxy.restore()
+    return Outage(down_from, down_until, cut_at, time.time(), health)
+
+
+def _resent(calls: list[dict], outage: Outage) -> list[str]:
+    """Stoptrack items sent again although answered: shown, not failed (see the module's docstring).
+
+    A call answered from shortly before the cut until the return may not have been recorded.
+    """
+    resent = resent_items(calls, (outage.cut_at - 2 * CALL_TIMEOUT, outage.back_at))
+    if resent:
+        print(_calls_of(resent, calls, outage.cut_at, outage.back_at))
+    return resent
 
 
 def _health(base: str) -> int | str:
@@ -219,11 +239,11 @@ def _recovery(db: psycopg.Connection, poster: Poster, push: Push) -> tuple[float
     return web, time.monotonic() - back
 
 
-def _answered_while_down(answers, down_from: float, down_until: float) -> dict[int | str, int]:  # type: ignore[no-untyped-def]
+def _answered_while_down(answers, outage: Outage) -> dict[int | str, int]:  # type: ignore[no-untyped-def]
     """Answers to requests sent after the cut and answered before the database returned."""
     counts: dict[int | str, int] = {}
     for _, status, sent, answered in answers:
-        if sent >= down_from and answered <= down_until:
+        if sent >= outage.down_from and answered <= outage.down_until:
             counts[status] = counts.get(status, 0) + 1
     return counts
 

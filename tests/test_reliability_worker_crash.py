@@ -70,13 +70,7 @@ def test_a_worker_killed_mid_drain_loses_and_doubles_nothing(postgres_url, procs
         assert set(answers) == {200}, procs.tails()
 
         with psycopg.connect(plain(database_url), autocommit=True) as db:
-            procs.worker(env, "worker-1")
-            wait_until(
-                "the first batches applied", lambda: inbox_states(db).get("processed", 0) >= 500, 90, 0.02
-            )
-            procs.kill("worker-1")
-            at_kill = inbox_states(db)
-            assert at_kill.get("pending", 0) > 0, f"the worker finished before the kill: {at_kill}"
+            at_kill = _kill_mid_drain(procs, env, db)
             restarted = time.monotonic()
             procs.worker(env, "worker-2")
             wait_until("the inbox drained", lambda: inbox_drained(db, PUSHES), timeout=120)
@@ -101,6 +95,17 @@ def test_a_worker_killed_mid_drain_loses_and_doubles_nothing(postgres_url, procs
     assert wrong == [], wrong[:5]
     assert stopped_at_provider == plan.delivered
     assert resent == []
+
+
+def _kill_mid_drain(procs: Processes, env: dict[str, str], db: psycopg.Connection) -> dict[str, int]:
+    """Start a worker, SIGKILL it (pool and all) once its first batch is in; the inbox at that moment."""
+    procs.worker(env, "worker-1")
+    first_batch = lambda: inbox_states(db).get("processed", 0) >= 500  # noqa: E731
+    wait_until("the first batch applied", first_batch, timeout=90, interval=0.02)
+    procs.kill("worker-1")
+    at_kill = inbox_states(db)
+    assert at_kill.get("pending", 0) > 0, f"the worker finished before the kill: {at_kill}"
+    return at_kill
 
 
 def _ledger(db: psycopg.Connection) -> Counter[str]:
