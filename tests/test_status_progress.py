@@ -90,3 +90,24 @@ def test_the_bar_is_silent_when_disabled_and_redraws_at_most_ten_times_a_second(
             bar.advance()
     captured = capsys.readouterr()
     assert captured.out == captured.err == ""
+
+
+def test_replay_shows_a_bar_once_it_knows_how_many_rows_it_replays(embedded):
+    from sqlalchemy import insert
+
+    from lifecycle.db import make_engine
+    from lifecycle.inbox.models import InboxEvent
+    from lifecycle.providers import pushes
+    from tests.helpers import in_transit
+
+    engine = make_engine(f"sqlite:///{Path(embedded['VAR_DIR']) / 'lifecycle.sqlite3'}")
+    rows = [{"provider": "17track", "body": pushes.encode(in_transit(f"RP{i:06d}")), "status": "pending"}
+            for i in range(1200)]  # fmt: skip
+    with engine.begin() as connection:
+        connection.execute(insert(InboxEvent), rows)
+    engine.dispose()
+    out, err = on_a_terminal(["replay"], embedded)
+    assert "replay" in err and "1200/1200" in err and "100%" in err and "rows/s" in err
+    assert "replayed 1200 inbox rows" in out
+    out, err = on_a_terminal(["replay", "--json"], embedded)
+    assert "%" not in err and json.loads(out)["inbox_rows"] == 1200

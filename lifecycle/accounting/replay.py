@@ -8,6 +8,7 @@ period have cost under 17track-per-cycle?"). Update cycles are re-derived by rep
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
@@ -31,10 +32,15 @@ CHUNK = 2000
 
 
 def replay(
-    live: Engine, accounts: dict[str, Account], rule_set: str | None = None, after_inbox_id: int = 0
+    live: Engine,
+    accounts: dict[str, Account],
+    rule_set: str | None = None,
+    after_inbox_id: int = 0,
+    progress: Callable[[int, int], object] = lambda done, total: None,
 ) -> dict[str, Any]:
     """Rebuild into a scratch database and compare. Inbox rows up to `after_inbox_id` had their
-    bodies purged by retention, so they are left out (the caller says so to the user)."""
+    bodies purged by retention, so they are left out (the caller says so to the user).
+    `progress(rows applied, rows copied)` is called after each batch (the CLI's progress bar)."""
     account = accounts["17track"]
     if rule_set and rule_set not in account.rules.rule_sets:
         known = ", ".join(account.rules.rule_sets)
@@ -47,7 +53,7 @@ def replay(
         rows = _copy_history(live, scratch, after_inbox_id)
         cycles: list[BillableEvent] = []
         charger = (lambda _session, events: cycles.extend(events)) if _prices_cycles(account) else None
-        inbox.drain(lambda: Session(scratch), batch_size=500, charger=charger)
+        _apply_inbox(scratch, charger, rows, progress)
         events = _recorded_events(live, account) + cycles
         with Session(scratch) as session, session.begin():
             ledger.charge(session, account, events)
@@ -63,6 +69,17 @@ def replay(
         "events": len(events),
         **report,
     }
+
+
+def _apply_inbox(scratch: Engine, charger: Any, rows: int, progress: Callable[[int, int], object]) -> None:
+    applied = 0
+
+    def batch_done(count: int) -> None:
+        nonlocal applied
+        applied += count
+        progress(applied, rows)
+
+    inbox.drain(lambda: Session(scratch), batch_size=500, charger=charger, on_batch=batch_done)
 
 
 def _prices_cycles(account: Account) -> bool:

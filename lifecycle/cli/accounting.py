@@ -167,6 +167,7 @@ def replay(as_json: bool, rule_set: str | None) -> None:
     from lifecycle.accounting.rules import RulesError
     from lifecycle.cleanup.retention import replay_window
     from lifecycle.db import make_engine
+    from lifecycle.observability.progress import on_terminal, reported
 
     # Replay only reads the live database (it rebuilds into a scratch file): a read-only engine.
     live = make_engine(_settings().database_url, writes=False)
@@ -174,7 +175,9 @@ def replay(as_json: bool, rule_set: str | None) -> None:
         with read_session() as session:
             accounts = _accounts(session)
             window = replay_window(session)
-        report = {**rebuild(live, accounts, rule_set, window["purged_through_id"]), "window": window}
+        with reported("replay", "rows", enabled=on_terminal(as_json)) as progress:
+            rebuilt = rebuild(live, accounts, rule_set, window["purged_through_id"], progress=progress)
+        report = {**rebuilt, "window": window}
     except RulesError as exc:
         raise click.BadParameter(str(exc), param_hint="--rules") from None
     finally:

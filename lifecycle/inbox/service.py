@@ -56,6 +56,7 @@ def drain(
     max_batches: int = 10_000,
     charger: Charger | None = None,
     on_operations: Callable[[], object] = lambda: None,
+    on_batch: Callable[[int], object] = lambda rows: None,
 ) -> DrainReport:
     """Process pending inbox rows batch after batch until none is left (or max_batches).
 
@@ -71,6 +72,7 @@ def drain(
         metrics.DRAIN_BATCH_SECONDS.observe(time.perf_counter() - started)
         metrics.count_outcomes(outcomes)
         report.add(outcomes, operations)
+        on_batch(len(outcomes))
         if operations:
             on_operations()
     return report

@@ -11,6 +11,8 @@ import os
 import stat
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
@@ -83,3 +85,21 @@ def counted_lines(handle: Any, bar: Progress) -> Any:
     for line in handle:
         bar.advance(len(line))
         yield line
+
+
+@contextmanager
+def reported(label: str, unit: str, enabled: bool) -> Iterator[Callable[[int, int], None]]:
+    """A `(done, total)` callback for work that learns its total on the way (the bar opens then)."""
+    bar: Progress | None = None
+
+    def report(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = Progress(label, total, unit, enabled).__enter__()
+        bar.update_to(done)
+
+    try:
+        yield report
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
