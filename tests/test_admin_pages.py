@@ -317,3 +317,14 @@ def test_times_are_shown_in_the_account_time_zone_with_utc_on_hover(settings_fac
     assert shown in html
     assert "Times in Asia/Shanghai" in html
     db.engine.dispose()  # type: ignore[union-attr]
+
+
+def test_overview_counts_are_cached_until_an_action_changes_them(app, client):
+    ids = add_shipments(app, 3)
+    assert "17track shipments: 3" in client.get("/admin/").get_data(as_text=True)
+    add_shipments(app, 1, number="LX000000001CN")
+    assert "17track shipments: 3" in client.get("/admin/").get_data(as_text=True)  # cached aggregate
+    token = csrf(client, "/admin/shipments")
+    client.post("/admin/shipments/bulk", data={"action": "stop", "ids": ids[:2], "csrf_token": token})
+    html = client.get("/admin/").get_data(as_text=True)
+    assert "17track shipments: 4" in html and re.search(r">stopping</a></td><td class=\"num\">2<", html)

@@ -38,6 +38,13 @@ def writing() -> Iterator[Session]:
         yield session
 
 
+def aggregates():  # type: ignore[no-untyped-def]
+    """This process's cached overview aggregates (see admin.overview.Aggregates)."""
+    from lifecycle.admin.overview import Aggregates
+
+    return current_app.extensions.setdefault("admin_aggregates", Aggregates())
+
+
 def local_url(target: str | None, default: str) -> str:
     """`target` if it is a path on this site, else `default`: an open redirect would turn an admin
     link into a phishing aid."""
