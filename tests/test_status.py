@@ -122,3 +122,38 @@ def test_watch_refreshes_and_the_command_starts_without_the_web_app(settings):
         watch.kill()
         watch.wait(timeout=30)
     assert len({screen["at"] for screen in screens}) == 3  # three refreshes, each read anew
+
+
+def test_alert_thresholds_for_quota_jobs_and_beat():
+    from lifecycle.observability.health_report import alerts
+
+    settings = get_settings().model_copy(update={"heartbeat_interval_seconds": 30.0})
+    report = {
+        "heartbeats": {"workers": {"alive": 1, "problem": None},
+                       "worker_heartbeat_age_seconds": 5.0, "beat_heartbeat_age_seconds": 91.0},
+        "inbox": {"pending": 0, "failed": 0, "oldest_pending_age_seconds": None},
+        "paused": [],
+        "quota": [
+            {"provider": "17track", "unit": "quota", "bucket": "plan", "limit": 10_000, "remaining": 500},
+            {"provider": "17track", "unit": "quota", "bucket": "plan", "limit": 10_000, "remaining": 501},
+            {"provider": "17track", "unit": "quota", "bucket": "monthly_free", "limit": 100, "remaining": 0},
+        ],
+        "jobs": [_job("retention", 1201.0, None), _job("stale", 1199.0, None), _job("reconcile", None, "Boom")],
+        "job_alerts": [{"job": "reconcile", "message": "drift appeared", "raised_at": "…"}],
+    }  # fmt: skip
+    assert alerts(report, settings) == [
+        "beat: silent for 91 s",
+        "quota: 17track quota plan has 500 of 10000 left",
+        "job retention: last success 20 min ago",
+        "job reconcile: last run failed: Boom",
+        "reconcile: drift appeared",
+    ]
+
+
+def _job(name: str, success_age: float | None, error: str | None) -> dict[str, object]:
+    return {
+        "job": name,
+        "interval_seconds": 600.0,
+        "last_success_age_seconds": success_age,
+        "last_error": error,
+    }
