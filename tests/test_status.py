@@ -138,7 +138,7 @@ def test_alert_thresholds_for_quota_jobs_and_beat():
             {"provider": "17track", "unit": "quota", "bucket": "plan", "limit": 10_000, "remaining": 501},
             {"provider": "17track", "unit": "quota", "bucket": "monthly_free", "limit": 100, "remaining": 0},
         ],
-        "jobs": [_job("retention", 1201.0, None), _job("stale", 1199.0, None), _job("reconcile", None, "Boom")],
+        "jobs": [_job("retention", 1201.0), _job("stale", 1199.0), _job("reconcile", None, "Boom")],
         "job_alerts": [{"job": "reconcile", "message": "drift appeared", "raised_at": "…"}],
     }  # fmt: skip
     assert alerts(report, settings) == [
@@ -150,7 +150,7 @@ def test_alert_thresholds_for_quota_jobs_and_beat():
     ]
 
 
-def _job(name: str, success_age: float | None, error: str | None) -> dict[str, object]:
+def _job(name: str, success_age: float | None, error: str | None = None) -> dict[str, object]:
     return {
         "job": name,
         "interval_seconds": 600.0,
