@@ -195,9 +195,10 @@ def test_webhooks_answer_503_while_the_database_is_down_and_nothing_acknowledged
 
 def _cut_while_posting(proxy: TcpProxy, poster: Poster, pushes: list[Push], base: str) -> Outage:
     """Post `pushes` and cut the database in the middle of them; restore it DOWN_SECONDS later."""
+    already = len(poster.answers)
     loader = threading.Thread(target=poster.post_all, args=(pushes,))
     loader.start()
-    time.sleep(0.3)
+    wait_until("a tenth of them posted", lambda: len(poster.answers) >= already + len(pushes) // 10, 60, 0.01)
     proxy.cut()
     down_from, cut_at = time.monotonic(), time.time()
     health = _health(base)
