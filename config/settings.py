@@ -120,6 +120,17 @@ class Settings(BaseSettings):
     heartbeat_interval_seconds: float = Field(30.0, gt=0)
     # /healthz warns when no worker has written a heartbeat for this long.
     worker_stale_after_seconds: float = Field(300.0, gt=0)
+    # Outbound events (README "Outbound events"): endpoints are the operator's own systems, so
+    # loopback and private addresses are allowed unless this is false.
+    outbound_allow_private: bool = True
+    outbound_timeout_seconds: float = Field(10.0, gt=0)
+    # Retries back off from the base (doubling, capped, with jitter); the defaults span just over a day.
+    outbound_max_attempts: int = Field(15, ge=1)
+    outbound_retry_base_seconds: float = Field(30.0, ge=0)
+    outbound_retry_max_seconds: float = Field(14400.0, ge=0)
+    # An endpoint failing this many times in a row, for at least this long, is disabled with an alert.
+    outbound_disable_after_failures: int = Field(10, ge=1)
+    outbound_disable_after_hours: float = Field(24.0, ge=0)
     log_level: str = "INFO"
     # text: key=value lines for a terminal; json: one JSON object per line for a log shipper.
     log_format: Literal["text", "json"] = "text"

@@ -41,6 +41,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "schedule": settings.sync_interval_seconds,
             },
             "cargoai-poll": {"task": "lifecycle.cargoai.poll", "schedule": 3600.0},
+            # Outbound events: retries fall due here (and deliveries a lost signal left behind).
+            "outbound-send": {"task": "lifecycle.outbound.send", "schedule": settings.sweep_interval_seconds},
             # The scheduled jobs (lifecycle/cleanup/schedule.py), CargoAi renewal among them.
             **beat_entries(settings),
         },

@@ -6,12 +6,16 @@ from lifecycle.api.tokens import ApiToken
 from lifecycle.cleanup.models import Heartbeat, InboxRetry, JobAlert, JobRun
 from lifecycle.inbox.models import InboxEvent
 from lifecycle.operations.models import Operation, ServiceState
+from lifecycle.outbound.models import Delivery, DeliveryAttempt, Endpoint, OutboundEvent
 from lifecycle.shipments.models import Shipment, Transition
 
 __all__ = [
     "AdminUser",
     "ApiToken",
     "BudgetAlert",
+    "Delivery",
+    "DeliveryAttempt",
+    "Endpoint",
     "Heartbeat",
     "InboxEvent",
     "InboxRetry",
@@ -19,6 +23,7 @@ __all__ = [
     "JobRun",
     "LedgerEntry",
     "Operation",
+    "OutboundEvent",
     "ServiceState",
     "Shipment",
     "SignInThrottle",

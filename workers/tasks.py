@@ -15,6 +15,13 @@ def flush_operations() -> dict:
     return jobs.flush_operations()
 
 
+@shared_task(name="lifecycle.outbound.send")
+def send_outbound() -> dict:
+    from lifecycle.outbound import job
+
+    return job.send()
+
+
 @shared_task(name="lifecycle.maintenance.sweep")
 def sweep() -> dict:
     return jobs.sweep()

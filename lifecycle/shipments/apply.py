@@ -20,6 +20,7 @@ from lifecycle.accounting.rules import BillableEvent
 from lifecycle.db import utcnow
 from lifecycle.operations.models import Operation
 from lifecycle.operations.service import cancel_pending_stoptrack, stoptrack_row
+from lifecycle.outbound import record as outbound
 from lifecycle.providers import seventeentrack as st
 from lifecycle.shipments.models import UNKNOWN_CARRIER, Shipment, Transition
 from lifecycle.sqlutil import insert_ignoring_conflicts
@@ -70,6 +71,7 @@ def apply_pushes(
         effects.outcomes[inbox_id] = outcome
     if effects.transitions:
         session.execute(Transition.__table__.insert(), effects.transitions)
+        outbound.record_transitions(session, effects.transitions)
     insert_ignoring_conflicts(session, Operation, effects.operations, ["idempotency_key"])
     cancel_pending_stoptrack(session, effects.stopped_shipment_ids)
     return effects

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from lifecycle.db import utcnow
 from lifecycle.operations.models import Operation
+from lifecycle.outbound import record as outbound
 from lifecycle.providers import cargoai
 from lifecycle.shipments.apply import BatchEffects, lock_shipments
 from lifecycle.shipments.models import Shipment, Transition
@@ -38,6 +39,7 @@ def apply_callbacks(session: Session, callbacks: list[tuple[int, cargoai.Callbac
         effects.outcomes[inbox_id] = "applied" if fresh else "duplicate"
     if effects.transitions:
         session.execute(Transition.__table__.insert(), effects.transitions)
+        outbound.record_transitions(session, effects.transitions)
     insert_ignoring_conflicts(session, Operation, effects.operations, ["idempotency_key"])
     return effects
 
