@@ -26,6 +26,10 @@ PROVIDER = "17track"
 NUMBER_PATTERN = re.compile(r"^[A-Za-z0-9-]{5,50}$")
 # States in which the number may be registered (again): never sent, refused, or deleted.
 REGISTRABLE = ("deleted", "rejected")
+# The columns' limits (shipments.carrier is a 32-bit integer, tag 128 and lang 16 characters).
+MAX_CARRIER = 2**31 - 1
+MAX_TAG = 128
+LANG_PATTERN = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
 NO_CARGOAI_KEY = (
     "CargoAi is not configured: set CARGOAI_API_KEY (and restart) to track AWBs, "
     "or pass --provider 17track to send this number to 17TRACK"
@@ -45,6 +49,18 @@ def check_number(raw: str) -> str:
     return number
 
 
+def field_problem(request: Registration) -> str | None:
+    """What is wrong with a request's other fields, checked here so that every path (CLI, CSV, API)
+    refuses them with a reason instead of the database refusing the whole batch."""
+    if request.carrier is not None and not 0 <= request.carrier <= MAX_CARRIER:
+        return f"carrier {request.carrier} is not a carrier number (0 to {MAX_CARRIER})"
+    if request.tag is not None and len(request.tag) > MAX_TAG:
+        return f"tag has {len(request.tag)} characters; at most {MAX_TAG}"
+    if request.lang is not None and not LANG_PATTERN.match(request.lang):
+        return f"lang {request.lang[:20]!r} is not a language code (like en or zh-Hans)"
+    return None
+
+
 def register(
     session: Session,
     requests: Sequence[Registration],
@@ -58,6 +74,10 @@ def register(
     outcomes: list[Outcome | None] = [None] * len(requests)
     by_provider: dict[str, list[int]] = {}
     for index, request in enumerate(requests):
+        problem = field_problem(request)
+        if problem:
+            outcomes[index] = Outcome(request.number, False, problem)
+            continue
         by_provider.setdefault(request.target, []).append(index)
     for provider, indexes in by_provider.items():
         chosen = [requests[i] for i in indexes]
