@@ -23,7 +23,20 @@ from lifecycle import create_app, migrate
 from lifecycle.extensions import db
 
 PG_ADMIN = os.environ.get("TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def _redis_url() -> str:
+    """Database 15 (or TEST_REDIS_URL's); under `pytest -n N` each worker takes its own, counting
+    down, since tests flush their database and hold locks in it."""
+    base = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # gw0, gw1, …
+    if not worker:
+        return base
+    prefix, number = base.rsplit("/", 1)
+    return f"{prefix}/{int(number) - int(worker.removeprefix('gw'))}"
+
+
+REDIS_URL = _redis_url()
 API_KEY = "test-17track-key"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
