@@ -20,28 +20,38 @@ from lifecycle.providers import pushes
 from tests.helpers import at
 from tests.receiver import HttpReceiver
 
-# Retries due almost at once, so a test walks through many attempts in well under a second each.
-FAST_RETRIES = {"outbound_retry_base_seconds": 0.05, "outbound_retry_max_seconds": 0.2}
+# Retries due almost at once, so a test walks through many attempts in well under a second each;
+# never given up, however slowly a loaded machine gets through them.
+FAST_RETRIES = {
+    "outbound_retry_base_seconds": 0.05,
+    "outbound_retry_max_seconds": 0.2,
+    "outbound_max_attempts": 1000,
+}
 
 
 class EventReceiver(HttpReceiver):
-    """Records every request; answers 503 while `down`, and sleeps `delay` seconds before answering."""
+    """Records every request; answers 503 while `down` (or to bodies holding `refuse`); the next
+    `slow` requests wait `delay` seconds."""
 
     def __init__(self) -> None:
         super().__init__()
         self.down = False
         self.delay = 0.0
+        self.slow = 0
+        self.refuse: bytes | None = None
         self.lock = threading.Lock()
         self.requests: list[dict[str, Any]] = []
 
     def _hook(self) -> tuple[str, int]:
         body = request.get_data()
-        if self.delay:
+        with self.lock:
+            slow, self.slow = self.slow > 0, max(0, self.slow - 1)
+        if slow:
             time.sleep(self.delay)
-        status = 503 if self.down else 200
+        status = 503 if self.down or (self.refuse and self.refuse in body) else 200
         with self.lock:
             self.requests.append({"headers": dict(request.headers), "body": body, "status": status})
-        return ("receiver down" if self.down else "ok"), status
+        return ("ok" if status == 200 else "receiver down"), status
 
     def accepted(self) -> list[dict[str, Any]]:
         """The bodies of the requests answered 2xx, parsed, in arrival order."""

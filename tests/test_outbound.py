@@ -81,9 +81,7 @@ def test_a_slow_receiver_times_out_and_is_retried(settings_factory, receiver):
     add_endpoint(app, receiver.url)
     post_push(app.test_client(), delivered("RR1"))
     drain(app)
-    receiver.delay = 1.0
-    assert send(app)["retrying"] == 1
-    receiver.delay = 0
+    receiver.delay, receiver.slow = 1.0, 1
     wait_for(lambda: send(app)["delivered"], timeout=10, interval=0.05)
     [delivery] = deliveries(app)
     assert delivery.status == DELIVERED and delivery.attempts == 2
@@ -179,3 +177,67 @@ def test_a_rolled_back_transition_leaves_no_outbound_event(app, client, receiver
     drain(app)
     with app.app_context():
         assert count(Transition) == count(OutboundEvent) == 1 and len(deliveries(app)) == 1
+
+
+def test_the_default_retries_span_over_a_day_and_the_first_comes_within_a_minute():
+    from config.settings import Settings
+    from lifecycle.outbound.job import options
+
+    policy = options(Settings(_env_file=None)).policy  # type: ignore[call-arg]
+    first_retry = [policy.delay(1) for _ in range(200)]
+    assert max(first_retry) < 60 and min(first_retry) >= 30
+    span = sum(policy.delay(attempt) for attempt in range(1, policy.max_attempts))
+    assert span >= 24 * 3600
+
+
+def test_two_senders_at_once_send_each_delivery_exactly_once(app, client, receiver):
+    import threading
+
+    add_endpoint(app, receiver.url)
+    for number in range(40):
+        post_push(client, in_transit(f"RR{number}", 10))
+        post_push(client, delivered(f"RR{number}", 30))
+    drain(app)
+    receiver.delay, receiver.slow = 0.01, 80
+    senders = [threading.Thread(target=send, args=(app,)) for _ in range(2)]
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.join()
+    send(app)  # what one sender found blocked behind the other's claim
+    ids = [body["id"] for body in receiver.accepted()]
+    assert len(ids) == len(set(ids)) == 80
+    order = defaultdict(list)
+    for body in receiver.accepted():
+        order[body["data"]["shipment"]["number"]].append(body["type"])
+    assert set(map(tuple, order.values())) == {("in_transit", "delivered")}
+
+
+def test_cargoai_transitions_become_events_too(app, receiver):
+    from lifecycle.providers import cargoai
+    from lifecycle.shipments.apply_cargoai import apply_callbacks
+
+    add_endpoint(app, receiver.url, ["delivered"])
+    body = b'{"awb": "176-12345675", "events": [{"code": "RCS", "eventDate": "2026-11-01T10:00:00Z"},' \
+        b' {"code": "DLV", "eventDate": "2026-11-02T10:00:00Z"}]}'  # fmt: skip
+    with app.app_context(), db.new_session() as session, session.begin():
+        apply_callbacks(session, [(None, cargoai.parse_callback(body))])
+    send(app)
+    [sent] = receiver.accepted()
+    assert sent["type"] == "delivered" and sent["data"]["shipment"]["provider"] == "cargoai"
+    assert sent["data"]["transition"]["sub_status"] == "DLV"
+
+
+def test_an_event_given_up_lets_the_next_one_of_its_shipment_go(settings_factory, receiver):
+    from lifecycle import create_app
+
+    app = create_app(settings_factory(**(FAST_RETRIES | {"outbound_max_attempts": 2})))
+    add_endpoint(app, receiver.url)
+    post_push(app.test_client(), in_transit("RR1", 10))
+    post_push(app.test_client(), delivered("RR1", 30))
+    drain(app)
+    receiver.refuse = b'"type":"in_transit"'
+    wait_for(lambda: send(app) and deliveries(app)[-1].status == DELIVERED, timeout=20, interval=0.05)
+    first = deliveries(app)[0]
+    assert (first.status, first.attempts, first.last_error) == ("failed", 2, "HTTP 503")
+    assert [body["type"] for body in receiver.accepted()] == ["delivered"]

@@ -7,6 +7,7 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, aliased
@@ -173,9 +174,11 @@ def disable_failing(session: Session, policy: RetryPolicy, now: datetime) -> int
         since = f"{endpoint.failing_since:%Y-%m-%d %H:%M}"
         reason = f"{endpoint.consecutive_failures} consecutive failures since {since} UTC"
         endpoint.enabled, endpoint.disabled_at, endpoint.disabled_reason = False, now, reason
+        # Without its query string: a receiver's URL may carry a token of its own.
+        url = urlsplit(endpoint.url)._replace(query="", fragment="").geturl()
         raise_alert(session, "outbound", alert_key(endpoint.id),
-                    f"outbound endpoint {endpoint.id} ({endpoint.url}) disabled: {reason}",
-                    {"endpoint_id": endpoint.id, "url": endpoint.url})  # fmt: skip
+                    f"outbound endpoint {endpoint.id} ({url}) disabled: {reason}",
+                    {"endpoint_id": endpoint.id, "url": url})  # fmt: skip
         disabled += 1
     return disabled
 

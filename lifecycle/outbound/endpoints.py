@@ -14,7 +14,7 @@ from lifecycle.db import utcnow
 from lifecycle.outbound import signing
 from lifecycle.outbound.claims import alert_key
 from lifecycle.outbound.models import IN_FLIGHT, PENDING, Delivery, Endpoint, OutboundEvent
-from lifecycle.outbound.record import STOPPED, UPDATED, subscribed_endpoints
+from lifecycle.outbound.record import STOPPED, UPDATED, iso, subscribed_endpoints
 from lifecycle.outbound.sender import refuse_private
 from lifecycle.status import STATUSES
 
@@ -86,9 +86,9 @@ def describe(session: Session) -> list[dict[str, Any]]:
             "disabled_reason": e.disabled_reason,
             "pending": counts.get(e.id, 0),
             "consecutive_failures": e.consecutive_failures,
-            "failing_since": e.failing_since,
-            "last_success_at": e.last_success_at,
-            "created_at": e.created_at,
+            "failing_since": iso(e.failing_since),
+            "last_success_at": iso(e.last_success_at),
+            "created_at": iso(e.created_at),
         }
         for e in session.scalars(select(Endpoint).order_by(Endpoint.id))
     ]

@@ -26,7 +26,7 @@ UPDATED = "tracking_updated"
 STOPPED = "tracking_stopped"
 
 
-def _iso(value: datetime | None) -> str | None:
+def iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 
@@ -100,7 +100,7 @@ def _event_row(session: Session, transition: dict[str, Any], now: datetime) -> d
     payload = {
         "type": kind,
         "id": public_id,
-        "timestamp": _iso(now),
+        "timestamp": iso(now),
         "data": {
             "shipment": data,
             "transition": {
@@ -108,7 +108,7 @@ def _event_row(session: Session, transition: dict[str, Any], now: datetime) -> d
                 "from": transition["from_status"],
                 "to": transition["to_status"],
                 "sub_status": transition["sub_status"],
-                "event_time": _iso(transition["event_time"]),
+                "event_time": iso(transition["event_time"]),
                 "description": transition["description"],
             },
         },
