@@ -148,3 +148,30 @@ def test_text_lines_are_key_value_and_secrets_logged_by_mistake_are_masked(setti
     assert API_KEY not in line and "abc.DEF-123" not in line
     assert "WARNING lifecycle.test: calling with *** and Authorization: Bearer ***" in line
     assert line.endswith('provider=17track reason="two words"')
+
+
+def test_gunicorn_lines_use_the_service_format(monkeypatch):
+    from gunicorn.config import Config
+
+    from lifecycle.observability.logs import gunicorn_logger_class
+
+    monkeypatch.setenv("LOG_FORMAT", "json")
+    monkeypatch.setenv("SEVENTEENTRACK_API_KEY", API_KEY)
+    from config.settings import get_settings
+
+    get_settings.cache_clear()
+    error_log = logging.getLogger("gunicorn.error")
+    try:
+        logger = gunicorn_logger_class()(Config())
+        stream = io.StringIO()
+        ours = [handler for handler in logger.error_log.handlers if getattr(handler, "_gunicorn", False)]
+        for handler in ours:
+            handler.setStream(stream)  # type: ignore[attr-defined]
+        logger.info("Booting worker with key %s", API_KEY)
+    finally:
+        get_settings.cache_clear()
+        for handler in [h for h in error_log.handlers if getattr(h, "_gunicorn", False)]:
+            error_log.removeHandler(handler)  # gunicorn's loggers are process-wide
+    line = json.loads(stream.getvalue())
+    assert (line["logger"], line["level"]) == ("gunicorn.error", "INFO")
+    assert line["msg"] == "Booting worker with key ***"

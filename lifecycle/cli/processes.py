@@ -23,6 +23,8 @@ def _gunicorn(host: str, port: int, workers: int, threads: int, app: str = "life
         sys.executable, "-m", "gunicorn", app,
         "--bind", f"{host}:{port}", "--workers", str(workers),
         "--worker-class", "gthread", "--threads", str(threads),
+        # gunicorn's own lines in the service's format (LOG_FORMAT), secrets masked.
+        "--logger-class", "lifecycle.observability.logs.GunicornLogger",
     ]  # fmt: skip
     from config.settings import get_settings
 

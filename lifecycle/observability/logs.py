@@ -146,3 +146,28 @@ def configure(settings: Settings) -> None:
             root.removeHandler(handler)
         root.addHandler(make_handler(settings))
     root.setLevel(settings.log_level.upper())
+
+
+def gunicorn_logger_class() -> type:
+    """gunicorn's logger with our formatter on its error and access lines (`--logger-class`)."""
+    from gunicorn.glogging import Logger
+
+    class StructuredGunicornLogger(Logger):
+        def setup(self, cfg: Any) -> None:
+            super().setup(cfg)
+            from config.settings import get_settings
+
+            ours = make_handler(get_settings())
+            for log in (self.error_log, self.access_log):
+                for handler in log.handlers:
+                    handler.setFormatter(ours.formatter)
+                    handler.addFilter(ContextFilter())
+
+    return StructuredGunicornLogger
+
+
+# gunicorn imports the class named on its command line: `lifecycle.observability.logs.GunicornLogger`.
+def __getattr__(name: str) -> Any:
+    if name == "GunicornLogger":
+        return gunicorn_logger_class()
+    raise AttributeError(name)
