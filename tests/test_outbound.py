@@ -241,3 +241,17 @@ def test_an_event_given_up_lets_the_next_one_of_its_shipment_go(settings_factory
     first = deliveries(app)[0]
     assert (first.status, first.attempts, first.last_error) == ("failed", 2, "HTTP 503")
     assert [body["type"] for body in receiver.accepted()] == ["delivered"]
+
+
+def test_with_private_addresses_refused_nothing_is_sent_to_loopback(settings_factory, receiver):
+    from lifecycle import create_app
+
+    app = create_app(settings_factory(outbound_allow_private=False))
+    add_endpoint(app, receiver.url)  # registered while allowed (or before the setting changed)
+    post_push(app.test_client(), delivered("RR1"))
+    drain(app)
+    assert send(app)["retrying"] == 1
+    assert receiver.requests == []
+    with app.app_context(), db.new_session() as session:
+        attempt = session.scalars(select(DeliveryAttempt)).one()
+    assert "non-public address 127.0.0.1" in attempt.response_excerpt
