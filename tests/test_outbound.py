@@ -14,7 +14,7 @@ from lifecycle.extensions import db
 from lifecycle.inbox import service as inbox
 from lifecycle.inbox.models import InboxEvent
 from lifecycle.outbound import endpoints
-from lifecycle.outbound.models import DELIVERED, PENDING, DeliveryAttempt, OutboundEvent
+from lifecycle.outbound.models import DELIVERED, PENDING, Delivery, DeliveryAttempt, OutboundEvent
 from lifecycle.shipments.models import Transition
 from tests.helpers import count, delivered, in_transit, post_push, wait_for
 from tests.outbound_support import (
@@ -255,3 +255,21 @@ def test_with_private_addresses_refused_nothing_is_sent_to_loopback(settings_fac
     with app.app_context(), db.new_session() as session:
         attempt = session.scalars(select(DeliveryAttempt)).one()
     assert "non-public address 127.0.0.1" in attempt.response_excerpt
+
+
+def test_a_delivery_claimed_by_a_worker_that_died_is_sent_after_its_lease(app, client, receiver):
+    from datetime import timedelta
+
+    from lifecycle.db import utcnow
+    from lifecycle.outbound import claims
+
+    add_endpoint(app, receiver.url)
+    post_push(client, delivered("RR1"))
+    drain(app)
+    with app.app_context(), db.new_session() as session, session.begin():
+        assert len(claims.claim(session, 10)) == 1  # …and the claiming worker is killed here
+    assert send(app)["delivered"] == 0 and receiver.requests == []
+    with app.app_context(), db.new_session() as session, session.begin():
+        session.get(Delivery, deliveries(app)[0].id).claimed_at = utcnow() - timedelta(hours=1)
+    report = send(app)
+    assert (report["released"], report["delivered"]) == (1, 1)

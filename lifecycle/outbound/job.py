@@ -19,7 +19,8 @@ def options(config: Settings) -> SendOptions:
     return SendOptions(
         timeout_seconds=config.outbound_timeout_seconds,
         allow_private=config.outbound_allow_private,
-        lease_seconds=config.operation_lease_seconds,
+        # A claimed round is a few timeouts long at most (batch / parallel calls): never reclaimed early.
+        lease_seconds=max(config.operation_lease_seconds, config.outbound_timeout_seconds * 10),
         policy=RetryPolicy(
             max_attempts=config.outbound_max_attempts,
             base_seconds=config.outbound_retry_base_seconds,
