@@ -192,8 +192,10 @@ def replay(as_json: bool, rule_set: str | None) -> None:
 def replay_lines(report: dict) -> list[str]:
     """The replay report in words: a what-if says what it would cost more or less, and where."""
     live, replayed, currency = report["live"], report["replay"], report["currency"]
+    # Said first, and only when it matters: older inbox bodies were purged by retention.
+    window = [] if report["window"]["complete"] else [report["window"]["message"]]
     lines = [
-        report["window"]["message"],
+        *window,
         f"replayed {report['inbox_rows']} inbox rows and {report['events']} billable events "
         f"under {report['rule_set']}",
         f"live ledger ({report['live_rule_set']}): {live['units']} units, {live['money']} {currency}; "
