@@ -15,10 +15,12 @@ $(STAMP): pyproject.toml
 run: $(STAMP)  ## the service on its embedded default (SQLite + filesystem broker)
 	$(PY) manage.py run
 
+# Three pytest workers: most long tests wait on subprocesses and servers, not on the CPU; each worker
+# has its own Redis database (tests/conftest.py), and a test file stays on one worker.
 test: $(STAMP)  ## lint, then the whole suite (integration tests need PostgreSQL + Redis)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n 3 --dist loadfile
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
@@ -30,10 +32,12 @@ format: $(STAMP)
 bench: $(STAMP)  ## benchmarks (PostgreSQL + Redis + wrk); they print ratios, they are not tests
 	$(PY) bench/webhook_ack.py
 	$(PY) bench/e2e.py
+	$(PY) bench/cli_startup.py
 
 bench-smoke: $(STAMP)
 	$(PY) bench/webhook_ack.py --smoke
 	$(PY) bench/e2e.py --smoke
+	$(PY) bench/cli_startup.py --smoke
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
