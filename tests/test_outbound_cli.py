@@ -46,6 +46,9 @@ def test_add_list_disable_enable_replay_remove(app, client, receiver, manage):
     drain(app)
     send(app)
     [sent] = receiver.accepted()
+    [attempt] = json.loads(manage("endpoint", "attempts", str(added["id"]), "--json"))["attempts"]
+    assert (attempt["event"], attempt["status_code"], attempt["response"]) == (sent["id"], 200, "ok")
+    assert attempt["type"] == "delivered" and attempt["delivery"] == "delivered"
     manage("endpoint", "disable", str(added["id"]))
     assert "disabled" in manage("endpoint", "list")
     manage("endpoint", "enable", str(added["id"]))

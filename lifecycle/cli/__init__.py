@@ -41,7 +41,7 @@ SECTIONS: dict[str, dict[str, tuple[str, str]]] = {
         "operations": ("data:operations", "The outbox: queued, sent, failed, paused; last errors."),
         "resume-registration": ("provider17:resume_registration", "Lift a registration pause."),
         "cleanup": ("cleanup:cleanup", "Run a scheduled job now (--dry-run), or --list jobs and last runs."),
-        "endpoint": ("endpoints:endpoint", "Outbound events: add, list, remove, disable, enable, replay."),
+        "endpoint": ("endpoints:endpoint", "Outbound events to your systems: add, list, attempts, replay, …"),
     },
     "Cost accountant": {
         "quota": ("accounting:quota", "Quota used and remaining per bucket and provider."),

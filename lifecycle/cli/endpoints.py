@@ -141,3 +141,22 @@ def _utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@endpoint.command()
+@click.argument("endpoint_id", type=int)
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def attempts(endpoint_id: int, limit: int, as_json: bool) -> None:
+    """An endpoint's latest delivery attempts: status, latency, the start of the answer."""
+    from lifecycle.outbound import endpoints
+
+    with _explained(), read_session() as session:
+        rows = endpoints.attempts(session, endpoint_id, limit)
+    lines = [] if rows else ["no attempts yet"]
+    for row in rows:
+        answer = row["status_code"] or "no answer"
+        excerpt = (row["response"] or "").replace("\n", " ")[:80]
+        lines.append(f"{row['at']} {row['type']:18} {row['event']} {answer} {row['latency_ms']} ms "
+                     f"({row['delivery']}) {excerpt}")  # fmt: skip
+    emit({"attempts": rows}, as_json, lines)

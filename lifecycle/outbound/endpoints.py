@@ -13,7 +13,7 @@ from lifecycle.cleanup.runs import resolve_alert
 from lifecycle.db import utcnow
 from lifecycle.outbound import signing
 from lifecycle.outbound.claims import alert_key
-from lifecycle.outbound.models import IN_FLIGHT, PENDING, Delivery, Endpoint, OutboundEvent
+from lifecycle.outbound.models import IN_FLIGHT, PENDING, Delivery, DeliveryAttempt, Endpoint, OutboundEvent
 from lifecycle.outbound.record import STOPPED, UPDATED, iso, subscribed_endpoints
 from lifecycle.outbound.sender import refuse_private
 from lifecycle.status import STATUSES
@@ -91,6 +91,33 @@ def describe(session: Session) -> list[dict[str, Any]]:
             "created_at": iso(e.created_at),
         }
         for e in session.scalars(select(Endpoint).order_by(Endpoint.id))
+    ]
+
+
+def attempts(session: Session, endpoint_id: int, limit: int) -> list[dict[str, Any]]:
+    """An endpoint's latest attempts, newest first: what it answered and how fast."""
+    get(session, endpoint_id)
+    stmt = (
+        select(DeliveryAttempt, Delivery, OutboundEvent)
+        .join(Delivery, Delivery.id == DeliveryAttempt.delivery_id)
+        .join(OutboundEvent, OutboundEvent.id == Delivery.event_id)
+        .where(Delivery.endpoint_id == endpoint_id)
+        .order_by(DeliveryAttempt.id.desc())
+        .limit(limit)
+    )
+    return [
+        {
+            "at": iso(attempt.attempted_at),
+            "event": event.public_id,
+            "type": event.type,
+            "delivery_attempts": delivery.attempts,
+            "ok": attempt.ok,
+            "status_code": attempt.status_code,
+            "latency_ms": attempt.latency_ms,
+            "response": attempt.response_excerpt,
+            "delivery": delivery.status,
+        }
+        for attempt, delivery, event in session.execute(stmt).all()
     ]
 
 
