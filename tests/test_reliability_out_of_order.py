@@ -131,26 +131,21 @@ def test_shuffled_delivery_ends_in_the_state_in_order_delivery_ends_in(app):
     [
         pytest.param(
             ["InTransit/InTransit_PickedUp", "Delivered/Delivered_Other", "Exception/Exception_Returning"],
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="defect: a return reported after the delivery keeps the stoptrack the delivery "
-                "queued when pushes arrive in order, and queues none when the delivery arrives after it",
-            ),
             id="delivered-then-returning",
         ),
         pytest.param(
             ["InfoReceived/InfoReceived", "InTransit/InTransit_PickedUp", "Mystery/Mystery_New"],
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="defect: when the newest push has an unknown status, the status kept is the one "
-                "that happened to arrive before it (pending, info_received), not the newest known one",
-            ),
             id="unknown-newest-status",
+        ),
+        pytest.param(
+            ["InTransit/InTransit_PickedUp", "Delivered/Delivered_Other", "Mystery/Mystery_New"],
+            id="delivered-then-unknown",
         ),
     ],
 )
-def test_order_dependent_endings_reported_as_defects(app, timeline):
-    """Both live in shipments/apply.py; each runs alone so the suite above stays a real check."""
+def test_endings_that_once_depended_on_arrival_order(app, timeline):
+    """A return after a delivery withdraws the unsent auto-stop; a newest push with an unknown status
+    leaves the newest known status in place whatever order the pushes came in."""
     with app.app_context():
         differing, _ = differences([timeline])
     assert differing == [], "\n".join(differing[:10])

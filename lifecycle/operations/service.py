@@ -42,8 +42,11 @@ def stoptrack_row(shipment: Shipment) -> dict[str, Any]:
     }
 
 
-def cancel_pending_stoptrack(session: Session, shipment_ids: Sequence[int]) -> None:
-    """The provider already stopped these (TRACKING_STOPPED): no call is needed any more."""
+def cancel_pending_stoptrack(
+    session: Session, shipment_ids: Sequence[int], reason: str = "stopped by provider"
+) -> None:
+    """No call is needed any more: the provider stopped these (TRACKING_STOPPED), or they are
+    moving again."""
     if not shipment_ids:
         return
     session.execute(
@@ -53,7 +56,7 @@ def cancel_pending_stoptrack(session: Session, shipment_ids: Sequence[int]) -> N
             Operation.kind == STOPTRACK,
             Operation.status == PENDING,
         )
-        .values(status=CANCELLED, completed_at=utcnow(), result_message="stopped by provider")
+        .values(status=CANCELLED, completed_at=utcnow(), result_message=reason)
     )
 
 

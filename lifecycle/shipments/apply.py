@@ -19,7 +19,7 @@ from lifecycle.accounting import events17
 from lifecycle.accounting.rules import BillableEvent
 from lifecycle.db import utcnow
 from lifecycle.operations.models import Operation
-from lifecycle.operations.service import cancel_pending_stoptrack, stoptrack_row
+from lifecycle.operations.service import STOPTRACK, cancel_pending_stoptrack, stoptrack_row
 from lifecycle.outbound import record as outbound
 from lifecycle.providers import seventeentrack as st
 from lifecycle.shipments.models import UNKNOWN_CARRIER, Shipment, Transition
@@ -37,6 +37,8 @@ class BatchEffects:
     operations: list[dict[str, Any]] = field(default_factory=list)
     seen_keys: set[tuple[int, str]] = field(default_factory=set)
     stopped_shipment_ids: list[int] = field(default_factory=list)
+    # Delivered, then moving again before the auto-stop went out: its stoptrack is withdrawn.
+    resumed_shipment_ids: list[int] = field(default_factory=list)
     # Filled only when the rule set in force charges status update cycles.
     collect_cycles: bool = False
     received: dict[int, datetime] = field(default_factory=dict)
@@ -74,6 +76,7 @@ def apply_pushes(
         outbound.record_transitions(session, effects.transitions)
     insert_ignoring_conflicts(session, Operation, effects.operations, ["idempotency_key"])
     cancel_pending_stoptrack(session, effects.stopped_shipment_ids)
+    cancel_pending_stoptrack(session, effects.resumed_shipment_ids, reason="moving again after delivery")
     return effects
 
 
@@ -155,14 +158,15 @@ def _existing_keys(
     return {tuple(row) for row in session.execute(stmt)}
 
 
-def _is_newer(shipment: Shipment, push: st.Push) -> bool:
-    last = shipment.last_event_at
+def _is_newer(last: datetime | None, status: str, push: st.Push) -> bool:
+    """Whether the push is newer than the event at `last` (invariant 3; terminal states need a
+    strictly newer event)."""
     if push.event_time is None:
         # "Not found yet" pushes carry no event; they may only fill in an empty shipment.
         return last is None
     if last is None or push.event_time > last:
         return True
-    return push.event_time == last and shipment.status not in TERMINAL_STATUSES
+    return push.event_time == last and status not in TERMINAL_STATUSES
 
 
 def _apply_update(effects: BatchEffects, shipment: Shipment, push: st.Push, inbox_id: int) -> str:
@@ -171,29 +175,61 @@ def _apply_update(effects: BatchEffects, shipment: Shipment, push: st.Push, inbo
     if (shipment.id, key) in effects.seen_keys:
         return "duplicate"
     effects.seen_keys.add((shipment.id, key))
-    newer = _is_newer(shipment, push)
-    to_status = push.status or shipment.status
-    kind = "stale"
-    if newer:
-        kind = "transition" if to_status != shipment.status else "update"
-    effects.transitions.append(_transition_row(shipment, push, inbox_id, kind, to_status, key))
-    if not newer:
+    newer, sets_status = _how_it_applies(shipment, push)
+    to_status = push.status if sets_status else shipment.status
+    kind = (
+        "stale" if not (newer or sets_status) else "transition" if to_status != shipment.status else "update"
+    )
+    if kind == "stale":
+        # Kept in the history with the status it reported, changing nothing.
+        effects.transitions.append(
+            _transition_row(shipment, push, inbox_id, kind, push.status or to_status, key)
+        )
         return "stale"
+    effects.transitions.append(_transition_row(shipment, push, inbox_id, kind, to_status, key))  # type: ignore[arg-type]
     if effects.collect_cycles:
         tracked = shipment.tracking in ACTIVE_TRACKING and shipment.status != "delivered"
         received_at = effects.received.get(inbox_id) or utcnow()
         effects.billable.append(events17.update_cycle(shipment, key, tracked, received_at))
-    shipment.status = to_status
-    shipment.sub_status = push.sub_status
-    shipment.last_event_at = push.event_time or shipment.last_event_at
-    shipment.last_event_description = push.description
+    if newer:
+        shipment.sub_status = push.sub_status
+        shipment.last_event_at = push.event_time or shipment.last_event_at
+        shipment.last_event_description = push.description
+    if sets_status:
+        shipment.status_event_at = push.event_time or shipment.status_event_at
     shipment.first_result_at = shipment.first_result_at or utcnow()
     if shipment.tracking == "pending":
         shipment.tracking = "tracking"
+    _set_status(effects, shipment, to_status)  # type: ignore[arg-type]
+    return "applied" if push.status else "unknown_status"
+
+
+def _how_it_applies(shipment: Shipment, push: st.Push) -> tuple[bool, bool]:
+    """(newer than the last event, sets the status). An older push still sets the status when the
+    pushes since carried statuses we do not know: the status keeps its own watermark, so any order
+    of arrival ends in the same state."""
+    newer = _is_newer(shipment.last_event_at, shipment.status, push)
+    if push.status is None:
+        return newer, False
+    # None: no event has set the status yet (migration 0009 filled it in for older rows).
+    return newer, newer or _is_newer(shipment.status_event_at, shipment.status, push)
+
+
+def _set_status(effects: BatchEffects, shipment: Shipment, to_status: str) -> None:
+    """The status, and the auto-stop it implies: queued on delivery, withdrawn (while unsent) when a
+    newer event shows the parcel moving again, as a return after a delivery scan does."""
+    was = shipment.status
+    shipment.status = to_status
     if to_status == "delivered" and shipment.tracking in ACTIVE_TRACKING:
         shipment.tracking = "stopping"
         effects.operations.append(stoptrack_row(shipment))
-    return "applied" if push.status else "unknown_status"
+    elif was == "delivered" and to_status not in TERMINAL_STATUSES and shipment.tracking == "stopping":
+        shipment.tracking = "tracking"
+        effects.operations = [
+            row for row in effects.operations
+            if not (row["shipment_id"] == shipment.id and row["kind"] == STOPTRACK)
+        ]  # fmt: skip
+        effects.resumed_shipment_ids.append(shipment.id)
 
 
 def _apply_stopped(effects: BatchEffects, shipment: Shipment, inbox_id: int) -> str:

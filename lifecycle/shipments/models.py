@@ -38,6 +38,8 @@ class Shipment(Base):
     # When provider data (push or pull) last arrived: drives the "no push for too long" backfill.
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     last_event_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The event that set `status`: older than last_event_at when the newest status was unknown.
+    status_event_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_event_description: Mapped[str | None] = mapped_column(Text)
     last_error: Mapped[str | None] = mapped_column(Text)
     registration_generation: Mapped[int] = mapped_column(Integer, default=1)
