@@ -15,7 +15,7 @@ from lifecycle.cleanup.registry import FUNCTIONS
 from lifecycle.cleanup.runs import JobContext, run_job
 from lifecycle.extensions import db
 from lifecycle.inbox import service as inbox
-from lifecycle.locks import singleton
+from lifecycle.locks import LEASE_SECONDS, singleton
 from lifecycle.operations import service as operations
 from lifecycle.operations.sender import Sender
 from lifecycle.operations.sender_cargoai import CargoAiSender
@@ -148,11 +148,16 @@ def sweep() -> dict[str, Any]:
         released = operations.release_abandoned(session, config.operation_lease_seconds)
         stuck_rows = inbox.pending_older_than(session, config.sweep_pending_after_seconds)
         ready_operations = operations.count_ready(session)
+        # A sender that died mid-call left operations in flight; a flush takes them back in seconds
+        # (lifecycle.operations.sender.reclaim_abandoned), not after OPERATION_LEASE_SECONDS.
+        abandoned = operations.any_in_flight_since(
+            session, 2 * config.seventeentrack_timeout_seconds + LEASE_SECONDS
+        )
     with db.new_session() as session, session.begin():
         alerts_sent = alerts.deliver(session, config.alert_webhook_url)
     if stuck_rows:
         runtime.signal(runtime.DRAIN_INBOX)
-    if ready_operations:
+    if ready_operations or abandoned:
         runtime.signal(runtime.FLUSH_OPERATIONS)
     return {
         "released_operations": released,

@@ -123,12 +123,6 @@ def _expected_cycles(db: psycopg.Connection) -> set[str]:
     return {f"17track:cycle:{n}:{c}:{g}:{key}" for n, c, g, key in rows}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: stoptracks a dead sender left in flight wait for OPERATION_LEASE_SECONDS (120 s) "
-    "when nothing else is queued: the sweeper signals a flush only for pending operations, and only "
-    "a starting flush takes in-flight ones back after its short reclaim delay (jobs.sweep / sender)",
-)
 def test_stoptracks_a_dead_sender_left_in_flight_go_out_again_within_seconds(app, client, monkeypatch):
     assert post_push(client, delivered("RR000000001CN")).status_code == 200
     signals: list[str] = []

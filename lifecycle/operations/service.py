@@ -132,6 +132,14 @@ def release_abandoned(session: Session, lease_seconds: float) -> int:
     return result.rowcount or 0
 
 
+def any_in_flight_since(session: Session, seconds: float) -> bool:
+    """Whether an operation has been in flight longer than a live sender's call could take: its
+    sender died, and the next flush takes it back (the sweeper's own lease is far longer)."""
+    cutoff = utcnow() - timedelta(seconds=seconds)
+    stmt = select(Operation.id).where(Operation.status == IN_FLIGHT, Operation.claimed_at < cutoff)
+    return bool(session.scalars(stmt.limit(1)).all())
+
+
 def count_ready(session: Session, provider: str | None = None) -> int:
     """1 if any operation is due (of this provider), else 0: a cheap existence check."""
     stmt = select(Operation.id).where(Operation.status == PENDING, Operation.next_attempt_at <= utcnow())
