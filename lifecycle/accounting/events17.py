@@ -49,12 +49,22 @@ def for_answer(
     return []
 
 
+def _answer_was_lost(op: Operation) -> bool:
+    """An earlier try's request may have been carried out with its answer lost (the sender marks
+    it: lifecycle.operations.sender)."""
+    return bool(op.payload.get("answer_lost"))
+
+
 def _register(op: Operation, item: dict, code: int | None, generation: int) -> list[BillableEvent]:
-    if code in QUOTA_ERRORS or code == st.ERR_ALREADY_REGISTERED:
-        # Held for quota, or registered before: 17TRACK charges nothing for this answer.
-        return []
     carrier = item.get("carrier") or op.carrier
     key = f"17track:register:{op.number}:{carrier}:{generation}"
+    if code == st.ERR_ALREADY_REGISTERED and _answer_was_lost(op):
+        # The earlier try registered the number (and was charged); this answer is its echo. The key
+        # is the registration's own, so it is charged once whichever answer comes back.
+        return [_event("register", key, op, lang=op.payload.get("lang"), inferred="answer lost")]
+    if code in QUOTA_ERRORS or code == st.ERR_ALREADY_REGISTERED:
+        # Held for quota, or registered elsewhere before: 17TRACK charges nothing for this answer.
+        return []
     if code is not None:
         return [_event("register_rejected", key, op, code=code)]
     return [_event("register", key, op, lang=op.payload.get("lang"))]

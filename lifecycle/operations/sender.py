@@ -148,6 +148,12 @@ class Sender:
     def _request_failed(self, kind: Kind, ids: list[int], exc: ProviderError) -> None:
         with self.session_factory() as session, session.begin():
             operations = self._load(session, ids)
+            if exc.answer_lost:
+                # Remembered across later tries: if 17TRACK then says "already registered", it was
+                # this call that registered the number, and it is charged (accounting/events17.py).
+                for op in operations:
+                    if op.kind == "register":
+                        op.payload = {**op.payload, "answer_lost": True}
             if exc.code in QUOTA_ERRORS:
                 self._hold(session, kind, operations, exc.code, str(exc))
                 return

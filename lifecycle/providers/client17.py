@@ -15,10 +15,24 @@ from lifecycle.ratelimit import Limiter
 class ProviderError(Exception):
     """A call that did not produce a per-item answer."""
 
-    def __init__(self, message: str, *, transient: bool, code: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, transient: bool, code: int | None = None, answer_lost: bool = False
+    ) -> None:
         super().__init__(message)
         self.transient = transient
         self.code = code
+        # The request may have reached the provider and been carried out; only its answer is missing
+        # (read timeout, connection dropped after sending). Registrations are charged even so.
+        self.answer_lost = answer_lost
+
+
+def _answer_lost(exc: requests.RequestException) -> bool:
+    if isinstance(exc, requests.ConnectTimeout):
+        return False  # never connected: nothing was sent
+    if isinstance(exc, requests.ReadTimeout | requests.exceptions.ChunkedEncodingError):
+        return True
+    # "Connection aborted" / reset after sending, as opposed to a refused or unresolvable host.
+    return isinstance(exc, requests.ConnectionError) and "Connection aborted" in str(exc)
 
 
 # Request-level codes that say "try again later" rather than "this request is wrong".
@@ -55,7 +69,9 @@ class SeventeenTrackClient:
                 )
             status = response.status_code
         except requests.RequestException as exc:
-            raise ProviderError(f"{endpoint}: {exc.__class__.__name__}: {exc}", transient=True) from exc
+            raise ProviderError(
+                f"{endpoint}: {exc.__class__.__name__}: {exc}", transient=True, answer_lost=_answer_lost(exc)
+            ) from exc
         finally:
             observe_call("17track", endpoint, time.perf_counter() - started, status)
         return _unwrap(endpoint, response)
