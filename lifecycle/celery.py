@@ -58,6 +58,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         folder.mkdir(parents=True, exist_ok=True)
         # kombu's filesystem transport with atomic writes and claims (lifecycle/broker.py).
         config["broker_transport"] = TRANSPORT
+        # The folder is the whole address; naming a host keeps kombu from warning on every command.
+        config["broker_url"] = "filesystem://localhost//"
         config["broker_transport_options"] = {
             "data_folder_in": str(folder),
             "data_folder_out": str(folder),

@@ -52,6 +52,7 @@ def ok(env: dict[str, str], *args: str) -> str:
     result = manage(env, *args)
     assert result.returncode == 0, f"{args}: {result.stdout}{result.stderr}"
     assert "Traceback" not in result.stderr, result.stderr
+    assert "No hostname was supplied" not in result.stderr  # kombu's warning on every command, once
     return result.stdout
 
 

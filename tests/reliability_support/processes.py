@@ -87,8 +87,7 @@ def service_env(database_url: str, broker_url: str, var_dir: Path, **extra: str)
         SWEEP_PENDING_AFTER_SECONDS="1",
         SEVENTEENTRACK_TIMEOUT_SECONDS="3",
         SEVENTEENTRACK_RATE_PER_SECOND=str(QUICK_RATE),
-        # What a sender that failed after its call left in flight waits for when nothing else is
-        # queued (the xfail in test_reliability_worker_crash.py): bounded here, not 120 s.
+        # The sweeper's last resort for operations left in flight (a flush takes them back sooner).
         OPERATION_LEASE_SECONDS="20",
         PYTHONUNBUFFERED="1",
     )
