@@ -37,9 +37,27 @@ class LatestEvent(_Model):
     description: free_text(2000) | None = None  # type: ignore[valid-type]
 
 
+def _carrier_name(value: Any) -> str | None:
+    """`tracking.providers[0].provider.name` (reference/17track.md §3.3), or None for any other shape:
+    a display name is never worth failing a push for."""
+    try:
+        name = value["providers"][0]["provider"]["name"]
+    except (KeyError, IndexError, TypeError):
+        return None
+    if not isinstance(name, str) or not name.strip():
+        return None
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return None  # a lone surrogate
+    return name.strip().replace("\x00", "")[:64]
+
+
 class TrackInfo(_Model):
     latest_status: LatestStatus | None = None
     latest_event: LatestEvent | None = None
+    # Named `tracking` in the payload; only the first provider's display name is read.
+    carrier_name: Annotated[str | None, BeforeValidator(_carrier_name)] = Field(None, alias="tracking")
 
 
 class PushData(_Model):

@@ -28,7 +28,9 @@ def tracking_updated(
     when: datetime,
     description: str = "",
     tag: str | None = None,
+    carrier_name: str | None = None,
 ) -> dict[str, Any]:
+    provider: dict[str, Any] = {"key": carrier, **({"name": carrier_name} if carrier_name else {})}
     event = {
         "time_iso": when.isoformat(),
         "time_utc": _utc(when),
@@ -46,7 +48,7 @@ def tracking_updated(
             "track_info": {
                 "latest_status": {"status": status, "sub_status": sub_status, "sub_status_descr": None},
                 "latest_event": event,
-                "tracking": {"providers": [{"provider": {"key": carrier}, "events": [event]}]},
+                "tracking": {"providers": [{"provider": provider, "events": [event]}]},
             },
         },
     }

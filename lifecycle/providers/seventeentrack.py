@@ -53,6 +53,8 @@ class Push:
     sub_status: str | None = None
     event_time: datetime | None = None
     description: str | None = None
+    # The carrier's display name as 17TRACK gives it (e.g. "China Post"), when the push has one.
+    carrier_name: str | None = None
 
 
 def sign(raw_body: bytes, api_key: str) -> str:
@@ -131,4 +133,5 @@ def parse_push(raw_body: bytes) -> Push:
         sub_status=sub_status,
         event_time=event_time,
         description=latest_event.description,
+        carrier_name=data.track_info.carrier_name,
     )

@@ -191,6 +191,8 @@ def _apply_update(effects: BatchEffects, shipment: Shipment, push: st.Push, inbo
         tracked = shipment.tracking in ACTIVE_TRACKING and shipment.status != "delivered"
         received_at = effects.received.get(inbox_id) or utcnow()
         effects.billable.append(events17.update_cycle(shipment, key, tracked, received_at))
+    if push.carrier_name:
+        shipment.carrier_name = push.carrier_name
     if newer:
         shipment.sub_status = push.sub_status
         shipment.last_event_at = push.event_time or shipment.last_event_at

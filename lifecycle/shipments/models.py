@@ -22,6 +22,8 @@ class Shipment(Base):
     provider: Mapped[str] = mapped_column(String(16))
     number: Mapped[str] = mapped_column(String(64), index=True)
     carrier: Mapped[int] = mapped_column(Integer, default=UNKNOWN_CARRIER)
+    # The carrier's display name from the provider's pushes ("China Post"); None until one says.
+    carrier_name: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(32), default="pending", index=True)
     sub_status: Mapped[str | None] = mapped_column(String(64))
     tracking: Mapped[str] = mapped_column(String(16), default="pending", index=True)

@@ -23,6 +23,7 @@ def shipment_json(shipment: Shipment) -> dict[str, Any]:
         "provider": shipment.provider,
         "number": shipment.number,
         "carrier": None if shipment.carrier == UNKNOWN_CARRIER else shipment.carrier,
+        "carrier_name": shipment.carrier_name,
         "status": shipment.status,
         "sub_status": shipment.sub_status,
         "tracking": shipment.tracking,

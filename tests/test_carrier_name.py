@@ -1,0 +1,55 @@
+"""The carrier's name, as 17TRACK's pushes give it, in the shipment JSON and on the admin pages."""
+
+from __future__ import annotations
+
+import pytest
+
+from lifecycle.extensions import db
+from lifecycle.inbox import service as inbox
+from lifecycle.providers import pushes
+from lifecycle.shipments import queries
+from tests.helpers import at, post_push, shipment
+
+
+def _drain(app):  # type: ignore[no-untyped-def]
+    with app.app_context():
+        return inbox.drain(db.new_session, batch_size=10)
+
+
+def test_a_push_names_the_carrier_and_the_json_shows_it(app, client):
+    post_push(
+        client, pushes.tracking_updated("RR1", 3011, "InTransit", None, at(1), carrier_name="China Post")
+    )
+    _drain(app)
+    with app.app_context():
+        item = queries.shipment_json(shipment("RR1"))
+    assert (item["carrier"], item["carrier_name"]) == (3011, "China Post")
+
+
+@pytest.mark.parametrize(
+    "tracking",
+    [None, "x", [], {"providers": "x"}, {"providers": [{"provider": {"name": 5}}]},
+     {"providers": [{"provider": {"name": "\ud800"}}]}, {"providers": [{}]}],
+)  # fmt: skip
+def test_a_strange_providers_shape_costs_the_name_never_the_push(app, client, tracking):
+    payload = pushes.tracking_updated("RR2", 3011, "InTransit", None, at(1))
+    payload["data"]["track_info"]["tracking"] = tracking
+    post_push(client, payload)
+    assert _drain(app).outcomes == {"applied": 1}
+    with app.app_context():
+        assert shipment("RR2").carrier_name is None and shipment("RR2").status == "in_transit"
+
+
+def test_the_admin_pages_show_the_carrier_name(app, client):
+    from tests.admin_support import create_admin, sign_in
+
+    post_push(
+        client, pushes.tracking_updated("RR3", 3011, "InTransit", None, at(1), carrier_name="China <Post>")
+    )
+    _drain(app)
+    create_admin(app)
+    sign_in(client)
+    listing = client.get("/admin/shipments").get_data(as_text=True)
+    assert "China &lt;Post&gt; <small>3011</small>" in listing
+    page = client.get("/admin/shipments/17track/RR3").get_data(as_text=True)
+    assert "China &lt;Post&gt; (3011)" in page
