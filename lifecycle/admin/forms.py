@@ -14,3 +14,12 @@ class SignInForm(FlaskForm):
 
 class TokenForm(FlaskForm):
     name = StringField("Name (who or what uses it)", validators=[DataRequired(), Length(max=100)])
+
+
+class EndpointForm(FlaskForm):
+    url = StringField("Endpoint URL (your system's receiver)", validators=[DataRequired(), Length(max=2000)])
+    events = StringField("Events (comma-separated; empty for all)", validators=[Length(max=1000)])
+
+
+class ReplayForm(FlaskForm):
+    hours = StringField("Replay the events of the last … hours", validators=[DataRequired(), Length(max=6)])

@@ -16,7 +16,7 @@ from lifecycle.extensions import db
 
 def register_views() -> None:
     # Imported for their route decorators; once, before the blueprint is first registered.
-    from lifecycle.admin.views import pipeline, quota, shipments, sign_in, tokens  # noqa: F401
+    from lifecycle.admin.views import endpoints, pipeline, quota, shipments, sign_in, tokens  # noqa: F401
 
 
 @contextmanager
