@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 
 import psycopg
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from lifecycle import migrate
@@ -112,8 +113,16 @@ def test_migration_0007_puts_adopted_numbers_in_normal_form(database_at_0006):
         ("17track", "DUP9", 1),
     ]
     rows.append(("cargoai", "000-12345675", 0))
-    with Session(engine) as session, session.begin():
-        session.add_all(Shipment(provider=p, number=n, carrier=c, origin="adopted") for p, n, c in rows)
+    # Plain SQL with the columns of revision 0006: the model describes the newest schema.
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO shipments (provider, number, carrier, origin, status, tracking, retracked,"
+                " carrier_changes, registration_generation, subscriptions, created_at, updated_at)"
+                " VALUES (:p, :n, :c, 'adopted', 'pending', 'tracking', false, 0, 1, 0, :t, :t)"
+            ),
+            [{"p": p, "n": n, "c": c, "t": datetime(2026, 11, 1)} for p, n, c in rows],
+        )
     migrate.upgrade(url)
     with Session(engine) as session:
         stored = sorted(session.scalars(select(Shipment.number)))
