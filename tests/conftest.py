@@ -155,3 +155,18 @@ def sim_app(settings_factory, sim):  # type: ignore[no-untyped-def]
     app = create_app(settings_factory(seventeentrack_api_url=sim.url))
     yield app
     db.engine.dispose()  # type: ignore[union-attr]
+
+
+@pytest.fixture
+def cli_env(settings, monkeypatch):  # type: ignore[no-untyped-def]
+    """The environment of an in-process `manage.py` (click's CliRunner) pointed at this test's
+    database and broker, with the settings cache cleared around it."""
+    from config.settings import get_settings
+
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("BROKER_URL", settings.broker_url)
+    monkeypatch.setenv("VAR_DIR", str(settings.var_dir))
+    monkeypatch.setenv("SEVENTEENTRACK_API_KEY", API_KEY)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from config.settings import get_settings
 from lifecycle.cli import cli
 
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -25,17 +23,6 @@ numbers = st.one_of(
 carriers = st.one_of(
     st.none(), st.integers(-10, 10**6), st.sampled_from([2**31, 2**63, -(2**31) - 1]), st.integers()
 )
-
-
-@pytest.fixture
-def cli_env(settings, monkeypatch):  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("BROKER_URL", settings.broker_url)
-    monkeypatch.setenv("VAR_DIR", str(settings.var_dir))
-    monkeypatch.setenv("SEVENTEENTRACK_API_KEY", "fuzz-key")
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
 
 
 @FUZZ

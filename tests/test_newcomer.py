@@ -20,7 +20,6 @@ from click.testing import CliRunner
 from kombu import Connection
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from config.settings import get_settings
 from lifecycle import create_app, jobs
 from lifecycle.api.tokens import create_token
 from lifecycle.broker import TRANSPORT
@@ -133,16 +132,6 @@ def test_awbs_are_refused_without_a_cargoai_key_and_nothing_is_queued(app):
     assert [(o.ok, o.message) for o in outcomes] == [(False, NO_CARGOAI_KEY)]
     with app.app_context():
         assert shipment("176-12345675") is None
-
-
-@pytest.fixture
-def cli_env(settings, monkeypatch):  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("BROKER_URL", settings.broker_url)
-    monkeypatch.setenv("VAR_DIR", str(settings.var_dir))
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
 
 
 def test_retries_are_visible_in_operations_and_shipments(settings_factory, cli_env):
