@@ -276,3 +276,28 @@ def test_serve_answers_health_and_stops_on_sigterm(tmp_path):
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
     assert process.returncode == 0
+
+
+def test_status_cleanup_admin_and_endpoint_commands(service):
+    env = service.env
+    status = as_json(env, "status")
+    assert isinstance(status, dict) and status
+    assert "inbox" in ok(env, "status").lower()
+    jobs = as_json(env, "cleanup", "--list")
+    assert "retention" in json.dumps(jobs)
+    assert ok(env, "cleanup", "stale", "--dry-run")
+    assert isinstance(as_json(env, "cleanup", "retention"), dict)
+    admin = manage(
+        env, "create-admin", "ops@example.com", "--password-stdin", stdin="a long enough pass phrase\n"
+    )
+    assert admin.returncode == 0, admin.stdout + admin.stderr
+    added = as_json(env, "endpoint", "add", "http://127.0.0.1:9/hook", "--events", "delivered,exception")
+    endpoint_id = str(added["id"])
+    assert added["secret"].startswith("whsec_")
+    listed = as_json(env, "endpoint", "list")
+    assert endpoint_id in json.dumps(listed)
+    ok(env, "endpoint", "disable", endpoint_id)
+    ok(env, "endpoint", "enable", endpoint_id)
+    assert isinstance(as_json(env, "endpoint", "attempts", endpoint_id), (dict, list))
+    ok(env, "endpoint", "replay", "--since", "2026-01-01T00:00:00", "--endpoint", endpoint_id)
+    ok(env, "endpoint", "remove", endpoint_id)
