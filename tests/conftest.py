@@ -162,7 +162,9 @@ def cli_env(settings, monkeypatch):  # type: ignore[no-untyped-def]
     """The environment of an in-process `manage.py` (click's CliRunner) pointed at this test's
     database and broker, with the settings cache cleared around it."""
     from config.settings import get_settings
+    from lifecycle.cli import context
 
+    monkeypatch.setattr(context, "_app", None)  # the CLI keeps its app between invocations
     monkeypatch.setenv("DATABASE_URL", settings.database_url)
     monkeypatch.setenv("BROKER_URL", settings.broker_url)
     monkeypatch.setenv("VAR_DIR", str(settings.var_dir))
@@ -170,3 +172,18 @@ def cli_env(settings, monkeypatch):  # type: ignore[no-untyped-def]
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
+
+
+@pytest.fixture
+def run_cli(cli_env):  # type: ignore[no-untyped-def]
+    """`run_cli("shipments", "--json")`: the command's output, asserting it exited 0."""
+    from click.testing import CliRunner
+
+    from lifecycle.cli import cli
+
+    def run(*args: str) -> str:
+        result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    return run

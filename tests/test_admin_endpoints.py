@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from lifecycle import create_app
@@ -81,3 +83,15 @@ def test_a_bad_url_or_event_is_refused_with_the_reason(client):
 
 def test_actions_need_the_csrf_token(client):
     assert client.post("/admin/endpoints/1/disable").status_code == 400
+
+
+texts = st.text(max_size=300)  # lone surrogates included: a browser can send anything
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(url=texts, events=texts, hours=texts)
+def test_any_form_input_gets_a_page_never_a_500(client, url, events, hours):
+    added = _post(client, "/admin/endpoints", url=url, events=events)
+    assert added.status_code in (200, 400), added.status_code
+    replayed = _post(client, "/admin/endpoints/1/replay", hours=hours)
+    assert replayed.status_code in (200, 400), replayed.status_code

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from itertools import count
+
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from lifecycle.extensions import db
 from lifecycle.inbox import service as inbox
@@ -53,3 +57,26 @@ def test_the_admin_pages_show_the_carrier_name(app, client):
     assert "China &lt;Post&gt; <small>3011</small>" in listing
     page = client.get("/admin/shipments/17track/RR3").get_data(as_text=True)
     assert "China &lt;Post&gt; (3011)" in page
+
+
+HOURS = count(1)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=80),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=20,
+)
+names = st.text(st.characters(blacklist_categories=("Cs",)), max_size=300)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(tracking=json_values | st.builds(lambda n: {"providers": [{"provider": {"name": n}}]}, names))
+def test_any_tracking_value_is_applied_and_the_name_kept_within_its_column(app, client, tracking):
+    # A newer event each time, so each example is applied rather than dropped as a duplicate.
+    payload = pushes.tracking_updated("RR4", 3011, "InTransit", None, at(next(HOURS)))
+    payload["data"]["track_info"]["tracking"] = tracking
+    assert post_push(client, payload).status_code == 200
+    outcomes = _drain(app).outcomes
+    assert outcomes == {"applied": 1}, outcomes
+    with app.app_context():
+        name = shipment("RR4").carrier_name
+    assert name is None or (0 < len(name) <= 64 and "\x00" not in name)

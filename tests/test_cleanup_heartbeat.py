@@ -13,13 +13,9 @@ from pathlib import Path
 import pytest
 import redis
 import time_machine
-from click.testing import CliRunner
 from sqlalchemy import create_engine, text
 
-from config.settings import get_settings
 from lifecycle import migrate
-from lifecycle.cli import cli
-from lifecycle.cli import context as cli_context
 from tests.cleanup_helpers import NOW, add_shipment, runs, shipment
 from tests.conftest import REDIS_URL, _services_missing
 from tests.helpers import wait_for
@@ -86,24 +82,6 @@ def test_beat_starts_without_var_and_records_its_heartbeat(tmp_path):
             beat.wait(timeout=30)
         engine.dispose()
         redis.Redis.from_url(REDIS_URL).flushdb()
-
-
-@pytest.fixture
-def run_cli(app, settings, monkeypatch):  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("BROKER_URL", settings.broker_url)
-    monkeypatch.setenv("VAR_DIR", str(settings.var_dir))
-    monkeypatch.setenv("SEVENTEENTRACK_API_KEY", settings.seventeentrack_api_key.get_secret_value())
-    monkeypatch.setattr(cli_context, "_app", None)
-    get_settings.cache_clear()
-
-    def run(*args: str) -> str:
-        result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-        assert result.exit_code == 0, result.output
-        return result.output
-
-    yield run
-    get_settings.cache_clear()
 
 
 def test_cleanup_cli_dry_run_lists_then_a_run_acts_and_list_shows_it(app, run_cli):

@@ -7,27 +7,10 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from config.settings import get_settings
 from lifecycle.cli import cli
 from lifecycle.extensions import db
 from lifecycle.inbox import service as inbox
 from tests.helpers import delivered, in_transit, post_push
-
-
-@pytest.fixture
-def run_cli(settings, monkeypatch):  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("BROKER_URL", settings.broker_url)
-    monkeypatch.setenv("VAR_DIR", str(settings.var_dir))
-    get_settings.cache_clear()
-
-    def run(*args: str) -> str:
-        result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-        assert result.exit_code == 0, result.output
-        return result.output
-
-    yield run
-    get_settings.cache_clear()
 
 
 @pytest.fixture
@@ -78,7 +61,6 @@ def test_inbox_reports_failed_rows_and_requeues_them(app, client, run_cli):
 
 
 def test_register_command_queues_and_refuses_with_reasons(run_cli, app):
-    from click.testing import CliRunner
 
     result = CliRunner().invoke(cli, ["register", "RR123456789CN", "bad#1", "--carrier", "3011", "--json"])
     assert result.exit_code == 1  # one number was refused
@@ -99,7 +81,6 @@ def test_import_command_streams_a_file_and_reports_bad_lines(run_cli, tmp_path):
 
 
 def test_delete_needs_yes_and_says_why(run_cli, two_shipments):
-    from click.testing import CliRunner
 
     refused = CliRunner().invoke(cli, ["delete", "RR1"])
     assert refused.exit_code == 1 and "charged again" in refused.output

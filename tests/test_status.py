@@ -10,14 +10,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from sqlalchemy import update
 
 from config.settings import get_settings
 from lifecycle import jobs
 from lifecycle.cleanup.heartbeat import BEAT, WORKER
 from lifecycle.cleanup.heartbeat import record as record_heartbeat
-from lifecycle.cli import cli
 from lifecycle.db import utcnow
 from lifecycle.extensions import db
 from lifecycle.inbox.models import FAILED, InboxEvent
@@ -25,22 +23,6 @@ from lifecycle.operations import pause
 from tests.helpers import delivered, in_transit, post_push
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def run_cli(settings, monkeypatch):  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("BROKER_URL", settings.broker_url)
-    monkeypatch.setenv("VAR_DIR", str(settings.var_dir))
-    get_settings.cache_clear()
-
-    def run(*args: str) -> str:
-        result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-        assert result.exit_code == 0, result.output
-        return result.output
-
-    yield run
-    get_settings.cache_clear()
 
 
 def test_a_quiet_new_service_says_nothing_ran_yet(app, run_cli):

@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session
 from lifecycle import runtime
 from lifecycle.accounting.ledger import Account
 from lifecycle.accounting.service import in_force
-from lifecycle.db import make_engine
 from lifecycle.extensions import db
 from lifecycle.health import broker_status, inbox_gauges, worker_gauges
 from lifecycle.observability import multiproc
@@ -55,12 +54,7 @@ def metrics() -> Response:
 
 def _reader() -> Session:
     """A session that never takes SQLite's write lock: a scrape must not hold up the workers."""
-    engine = current_app.extensions.get("metrics_read_engine")
-    if engine is None:
-        url = current_app.config["DATABASE_URL"]
-        engine = make_engine(url, writes=False) if url.startswith("sqlite") else db.engine
-        current_app.extensions["metrics_read_engine"] = engine
-    return Session(engine)
+    return db.read_session()
 
 
 def _accounts(session: Session) -> dict[str, Account]:

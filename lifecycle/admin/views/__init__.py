@@ -10,7 +10,6 @@ from flask import current_app, request, url_for
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import BadRequest
 
-from lifecycle.db import make_engine
 from lifecycle.extensions import db
 
 
@@ -23,12 +22,7 @@ def register_views() -> None:
 def reading() -> Iterator[Session]:
     """A session for rendering a page. On SQLite it never takes the write lock, so an operator
     reading a page never holds up a worker that is applying pushes."""
-    engine = current_app.extensions.get("admin_read_engine")
-    if engine is None:
-        url = current_app.config["DATABASE_URL"]
-        engine = make_engine(url, writes=False) if url.startswith("sqlite") else db.engine
-        current_app.extensions["admin_read_engine"] = engine
-    with Session(engine, expire_on_commit=False) as session:
+    with db.read_session() as session:
         yield session
 
 
