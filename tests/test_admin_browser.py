@@ -111,6 +111,8 @@ def snap(page, shots: Path, name: str, phone: bool = False) -> None:  # type: ig
 
 
 def shown_numbers(page) -> list[str]:  # type: ignore[no-untyped-def]
+    # all_inner_texts does not wait: after a click that navigates, read only the finished page.
+    page.wait_for_load_state("load")
     return page.locator("table.shipments tbody td.mono a").all_inner_texts()
 
 
@@ -161,6 +163,7 @@ def test_bulk_stop_shows_a_result_per_row(app, page, shots):
     page.get_by_label("With the selected rows").select_option("stop")
     page.get_by_role("button", name="Run").click()
     assert "2 of 3 queued; 1 refused" in page.locator(".flash").first.inner_text()
+    page.wait_for_load_state("load")
     assert page.locator("tr.refused").count() == 1
     snap(page, shots, "bulk-stop")
 
@@ -186,6 +189,7 @@ def test_quota_page_shows_its_charts(app, page, shots):
             total = UsageTotal(provider="17track", scope="day", period=period, key="quota", units=units)
             session.add(total)
     page.get_by_role("link", name="Quota & costs").click()
+    page.wait_for_load_state("load")
     charts = page.locator("svg.chart")
     assert charts.count() >= 4  # buckets and plans, for each provider, and 17TRACK's daily use
     daily = page.get_by_role("img", name="quota consumed per day over the last 90 days")
