@@ -44,10 +44,9 @@ from _harness import (
     write_pushes,
 )
 
-# `lifecycle` is importable because _harness put the project root on sys.path.
-from lifecycle.providers import pushes
+# `lifecycle` and `simulators` are importable because _harness put the project root on sys.path.
 from lifecycle.providers import seventeentrack as st
-from lifecycle.simulator.seventeentrack import SimulatorServer
+from simulators.seventeentrack import SimulatorServer, pushes
 
 CARRIER = 3011
 WRK_THREADS = 2

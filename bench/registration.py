@@ -22,7 +22,7 @@ import psycopg
 from _harness import API_KEY, PYTHON, Harness, max_per_second, plain_url, wait_until
 
 from lifecycle.runtime import WINDOW_SECONDS
-from lifecycle.simulator.seventeentrack import SimulatorServer
+from simulators.seventeentrack import SimulatorServer
 
 CARRIER = 3011
 RATE, BATCH = 3, 40

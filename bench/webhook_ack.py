@@ -24,9 +24,9 @@ from pathlib import Path
 import psycopg
 from _harness import API_KEY, BENCH_DIR, GUNICORN_OPTS, Harness, write_pushes
 
-# `lifecycle` is importable because _harness put the project root on sys.path.
-from lifecycle.providers import pushes
+# `lifecycle` and `simulators` are importable because _harness put the project root on sys.path.
 from lifecycle.providers import seventeentrack as st
+from simulators.seventeentrack import pushes
 
 STATUSES = [
     ("InfoReceived", "InfoReceived"),

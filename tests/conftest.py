@@ -143,7 +143,7 @@ def client(app):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def sim():  # type: ignore[no-untyped-def]
     """The 17TRACK simulator over real HTTP, with this suite's API key."""
-    from lifecycle.simulator.seventeentrack import SimulatorServer
+    from simulators.seventeentrack import SimulatorServer
 
     with SimulatorServer(API_KEY) as server:
         yield server

@@ -10,9 +10,9 @@ from typing import Any
 from sqlalchemy import func, select
 
 from lifecycle.extensions import db
-from lifecycle.providers import pushes
 from lifecycle.providers import seventeentrack as st
 from lifecycle.shipments.models import Shipment
+from simulators.seventeentrack import pushes
 from tests.conftest import API_KEY
 
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)

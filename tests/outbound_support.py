@@ -16,7 +16,7 @@ from lifecycle.outbound import endpoints
 from lifecycle.outbound.job import options
 from lifecycle.outbound.models import Delivery, Endpoint
 from lifecycle.outbound.sender import send_due
-from lifecycle.providers import pushes
+from simulators.seventeentrack import pushes
 from tests.helpers import at
 from tests.receiver import HttpReceiver
 

@@ -20,9 +20,8 @@ from lifecycle.db import utcnow
 from lifecycle.extensions import db
 from lifecycle.inbox import service as inbox
 from lifecycle.operations import pause
-from lifecycle.providers import pushes
 from lifecycle.shipments.registration import Registration, register
-from lifecycle.simulator.seventeentrack import SimulatorServer
+from simulators.seventeentrack import SimulatorServer, pushes
 from tests.conftest import API_KEY
 from tests.helpers import at, count, post_push
 

@@ -109,8 +109,8 @@ def one_push_for_a_tracked_shipment(database: Path) -> None:
 
     from lifecycle.db import make_engine
     from lifecycle.inbox.models import InboxEvent
-    from lifecycle.providers import pushes
     from lifecycle.shipments.models import Shipment
+    from simulators.seventeentrack import pushes
     from tests.helpers import in_transit
 
     engine = make_engine(f"sqlite:///{database}")

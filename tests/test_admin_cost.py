@@ -18,7 +18,7 @@ from lifecycle.inbox import service as inbox
 from lifecycle.shipments import queries
 from lifecycle.shipments.models import Shipment
 from lifecycle.shipments.registration import Registration, register
-from lifecycle.simulator.seventeentrack import SimulatorServer
+from simulators.seventeentrack import SimulatorServer
 from tests.conftest import API_KEY
 
 NUMBER = "RR123456789CN"

@@ -21,7 +21,7 @@ from lifecycle.providers import awb, cargoai
 from lifecycle.shipments.models import Shipment, Transition
 from lifecycle.shipments.pull import calls_allowed_now
 from lifecycle.shipments.registration import Registration, register
-from lifecycle.simulator.cargoai import CargoAiSimulatorServer
+from simulators.cargoai import CargoAiSimulatorServer
 from tests.helpers import count
 
 KEY = "cargo-test-key"

@@ -16,7 +16,7 @@ import pytest
 import requests
 from flask import request
 
-from lifecycle.simulator.cargoai import CargoAiSimulatorServer, awb_check_digit_ok, sign_callback
+from simulators.cargoai import CargoAiSimulatorServer, awb_check_digit_ok, sign_callback
 from tests.receiver import HttpReceiver, wait_until
 
 KEY = "cargoai-test-key"

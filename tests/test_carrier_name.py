@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from lifecycle.extensions import db
 from lifecycle.inbox import service as inbox
-from lifecycle.providers import pushes
 from lifecycle.shipments import queries
+from simulators.seventeentrack import pushes
 from tests.helpers import at, post_push, shipment
 
 

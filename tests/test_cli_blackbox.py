@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from lifecycle.simulator.seventeentrack import SimulatorServer
+from simulators.seventeentrack import SimulatorServer
 from tests.helpers import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,8 +11,8 @@ from sqlalchemy.exc import OperationalError
 from lifecycle.extensions import db
 from lifecycle.inbox import service as inbox
 from lifecycle.inbox.models import InboxEvent
-from lifecycle.providers import pushes
 from lifecycle.shipments.models import Shipment, Transition
+from simulators.seventeentrack import pushes
 from tests.helpers import at, count, delivered, in_transit, post_push, shipment
 
 

@@ -16,10 +16,11 @@ from lifecycle.api.tokens import create_token
 from lifecycle.db import make_engine
 from lifecycle.extensions import db
 from lifecycle.inbox import service as inbox
-from lifecycle.providers import awb, numbers, pushes
+from lifecycle.providers import awb, numbers
 from lifecycle.providers import seventeentrack as st
 from lifecycle.shipments.models import Shipment
 from lifecycle.shipments.registration import Registration, register
+from simulators.seventeentrack import pushes
 from tests.conftest import PG_ADMIN
 from tests.helpers import at, count, in_transit, post_push
 

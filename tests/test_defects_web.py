@@ -14,8 +14,9 @@ from lifecycle import create_app
 from lifecycle.api.tokens import create_token
 from lifecycle.extensions import db
 from lifecycle.inbox.models import InboxEvent
-from lifecycle.providers import cargoai, pushes
+from lifecycle.providers import cargoai
 from lifecycle.providers import seventeentrack as st
+from simulators.seventeentrack import pushes
 from tests.conftest import API_KEY
 from tests.helpers import count, delivered
 

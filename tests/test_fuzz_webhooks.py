@@ -22,9 +22,10 @@ from lifecycle import create_app
 from lifecycle.extensions import db
 from lifecycle.inbox import service as inbox
 from lifecycle.inbox.models import InboxEvent
-from lifecycle.providers import cargoai, pushes
+from lifecycle.providers import cargoai
 from lifecycle.providers import seventeentrack as st
 from lifecycle.shipments.models import Shipment
+from simulators.seventeentrack import pushes
 from tests.conftest import API_KEY
 from tests.helpers import at
 

@@ -12,7 +12,7 @@ from lifecycle.operations.models import Operation
 from lifecycle.shipments import commands
 from lifecycle.shipments.reconcile import queue_stale_syncs, reconcile
 from lifecycle.shipments.registration import Registration, register
-from lifecycle.simulator.seventeentrack import SimulatorServer
+from simulators.seventeentrack import SimulatorServer
 from tests.conftest import API_KEY
 from tests.helpers import shipment
 

@@ -32,7 +32,7 @@ from lifecycle.inbox import service as inbox
 from lifecycle.providers.client17 import ProviderError
 from lifecycle.shipments import commands
 from lifecycle.shipments.registration import NO_CARGOAI_KEY, Registration, register
-from lifecycle.simulator.seventeentrack import SimulatorServer
+from simulators.seventeentrack import SimulatorServer
 from tests.conftest import API_KEY
 from tests.helpers import shipment, wait_for
 

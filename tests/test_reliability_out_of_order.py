@@ -19,8 +19,8 @@ from lifecycle.extensions import db
 from lifecycle.inbox import service as inbox
 from lifecycle.inbox.models import InboxEvent
 from lifecycle.operations.models import CANCELLED, Operation
-from lifecycle.providers import pushes
 from lifecycle.shipments.models import Shipment, Transition
+from simulators.seventeentrack import pushes
 from tests.reliability_support import Figures
 
 BASE = datetime(2026, 3, 1, tzinfo=UTC)

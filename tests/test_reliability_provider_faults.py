@@ -22,7 +22,7 @@ from lifecycle.accounting.models import LedgerEntry
 from lifecycle.extensions import db
 from lifecycle.operations.models import Operation
 from lifecycle.shipments.registration import Registration, register
-from lifecycle.simulator.seventeentrack import SimulatorServer
+from simulators.seventeentrack import SimulatorServer
 from tests.conftest import API_KEY, REDIS_URL
 from tests.reliability_support import (
     ROOT,

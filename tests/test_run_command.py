@@ -13,9 +13,8 @@ from pathlib import Path
 
 import requests
 
-from lifecycle.providers import pushes
 from lifecycle.providers import seventeentrack as st
-from lifecycle.simulator.seventeentrack import SimulatorServer
+from simulators.seventeentrack import SimulatorServer, pushes
 from tests.helpers import delivered, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lifecycle.providers import pushes
 from lifecycle.providers import seventeentrack as st
+from simulators.seventeentrack import pushes
 from tests.helpers import at
 
 

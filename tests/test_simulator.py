@@ -12,9 +12,8 @@ import pytest
 import requests
 from flask import request
 
-from lifecycle.providers import pushes
 from lifecycle.providers import seventeentrack as st
-from lifecycle.simulator.seventeentrack import SimulatorServer
+from simulators.seventeentrack import SimulatorServer, pushes
 from tests.receiver import HttpReceiver, wait_until
 
 KEY = "sim-test-key"
@@ -409,7 +408,7 @@ def test_control_api_seeds_advances_and_reports(sim):
 def test_module_push_signs_like_17track():
     with Receiver() as receiver:
         payload = pushes.tracking_stopped("RR123456789CN", 3011)
-        from lifecycle.simulator.seventeentrack import push
+        from simulators.seventeentrack import push
 
         assert push(receiver.url, KEY, payload).status_code == 200
         assert json.loads(receiver.bodies[0]) == payload and receiver.bad_signatures == 0

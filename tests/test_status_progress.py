@@ -97,7 +97,7 @@ def test_replay_shows_a_bar_once_it_knows_how_many_rows_it_replays(embedded):
 
     from lifecycle.db import make_engine
     from lifecycle.inbox.models import InboxEvent
-    from lifecycle.providers import pushes
+    from simulators.seventeentrack import pushes
     from tests.helpers import in_transit
 
     engine = make_engine(f"sqlite:///{Path(embedded['VAR_DIR']) / 'lifecycle.sqlite3'}")

@@ -127,7 +127,7 @@ def simulate(count: int, port: int, step_seconds: float, duplicate_rate: float, 
     17TRACK account is needed.
     """
     from config.settings import get_settings
-    from lifecycle.simulator.seventeentrack import SimulatorServer
+    from simulators.seventeentrack import SimulatorServer
 
     var_dir = get_settings().var_dir / "simulate"
     port = _choose_port(port)

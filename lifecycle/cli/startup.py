@@ -30,7 +30,7 @@ def provider_warnings(settings: Settings) -> list[str]:
         warnings.append(
             f"SEVENTEENTRACK_API_KEY looks like a placeholder, and SEVENTEENTRACK_API_URL is the real "
             f"17TRACK ({settings.seventeentrack_api_url}), which will refuse it. Set your real key, or point "
-            "SEVENTEENTRACK_API_URL at a simulator (`python -m lifecycle.simulator`)."
+            "SEVENTEENTRACK_API_URL at a simulator (`python -m simulators`)."
         )
     cargo_key = settings.cargoai_api_key.get_secret_value()
     if (

@@ -24,7 +24,7 @@ import psycopg
 import requests
 
 from lifecycle import migrate
-from lifecycle.simulator.seventeentrack import SimulatorServer
+from simulators.seventeentrack import SimulatorServer
 from tests.conftest import API_KEY, PG_ADMIN
 
 ROOT = Path(__file__).resolve().parent.parent.parent

@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 
 import requests
 
-from lifecycle.providers import pushes
 from lifecycle.providers import seventeentrack as st
+from simulators.seventeentrack import pushes
 from tests.conftest import API_KEY
 
 CARRIER = 3011

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from lifecycle.simulator import carriers, codes, scripts
+from simulators.seventeentrack import carriers, codes, scripts
 
 TRACKING, STOPPED = "Tracking", "Stopped"
 

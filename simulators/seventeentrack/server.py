@@ -8,8 +8,9 @@ configurable duplicates, delays and reordering. Every call and every push attemp
 
 Modules: `state` (account, parcels, quota, rate window), `registry` and `queries` (endpoints),
 `trackinfo` (payload shapes), `scripts` and `progression` (paths, steps), `delivery` (pushes),
-`control` (the /_sim/ API), `carriers`, `codes`, `common` (what it shares with the CargoAi
-simulator); `python -m lifecycle.simulator` runs it alone.
+`control` (the /_sim/ API), `carriers`, `codes`, `pushes` (push bodies, also for tests and benches);
+`simulators.shared` holds what it shares with the CargoAi simulator; `python -m simulators` runs
+it alone.
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ from typing import Any
 import requests
 from flask import Flask, g, jsonify, request
 
-from lifecycle.providers import pushes
-from lifecycle.simulator import codes, delivery, faults, progression, queries, registry
-from lifecycle.simulator.codes import RequestError
-from lifecycle.simulator.common import BackgroundServer
-from lifecycle.simulator.control import add_control_routes
-from lifecycle.simulator.delivery import Pusher
-from lifecycle.simulator.state import TRACKING, Parcel, SimOptions, SimState, utcnow
+from simulators.seventeentrack import codes, delivery, progression, pushes, queries, registry
+from simulators.seventeentrack.codes import RequestError
+from simulators.seventeentrack.control import add_control_routes
+from simulators.seventeentrack.delivery import Pusher
+from simulators.seventeentrack.state import TRACKING, Parcel, SimOptions, SimState, utcnow
+from simulators.shared import faults
+from simulators.shared.common import BackgroundServer
 
 __all__ = ["Parcel", "SimOptions", "SimState", "SimulatorServer", "create_simulator", "push"]
 

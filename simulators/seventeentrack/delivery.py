@@ -6,6 +6,7 @@ doing HTTP: it takes the lock only to check that a push is still wanted and to r
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -13,20 +14,24 @@ from typing import Any
 
 import requests
 
-from lifecycle.providers import seventeentrack as st
-from lifecycle.simulator import codes, registry, trackinfo
-from lifecycle.simulator.common import DeliveryQueue, Scheduled, try_send
-from lifecycle.simulator.progression import Outgoing, outgoing
-from lifecycle.simulator.state import SimOptions, SimState
+from simulators.seventeentrack import codes, registry, trackinfo
+from simulators.seventeentrack.progression import Outgoing, outgoing
+from simulators.seventeentrack.state import SimOptions, SimState
+from simulators.shared.common import DeliveryQueue, Scheduled, try_send
 
 REORDER_GAP_SECONDS = 0.05  # how long after the newer push an overtaken one arrives
+
+
+def sign(body: bytes, api_key: str) -> str:
+    """The `sign` header (reference §3.4): lowercase hex SHA-256 of body + "/" + key; not HMAC."""
+    return hashlib.sha256(body + b"/" + api_key.encode()).hexdigest()
 
 
 def post_signed(
     url: str, api_key: str, body: bytes, timeout: float, session: requests.Session | None = None
 ) -> requests.Response:
-    """POST the raw body with the `sign` header: hex SHA-256 of body + "/" + key (reference §3.4)."""
-    headers = {"sign": st.sign(body, api_key), "Content-Type": "application/json"}
+    """POST the raw body with its `sign` header, as 17TRACK does."""
+    headers = {"sign": sign(body, api_key), "Content-Type": "application/json"}
     return (session or requests).post(url, data=body, headers=headers, timeout=timeout)
 
 

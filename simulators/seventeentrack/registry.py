@@ -11,9 +11,9 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from lifecycle.simulator import carriers, codes
-from lifecycle.simulator.codes import ItemError
-from lifecycle.simulator.state import STOPPED, TRACKING, Parcel, SimState
+from simulators.seventeentrack import carriers, codes
+from simulators.seventeentrack.codes import ItemError
+from simulators.seventeentrack.state import STOPPED, TRACKING, Parcel, SimState
 
 MAX_CARRIER_CHANGES = 5
 # Metadata changeinfo may set; `lang` is the one that costs quota.

@@ -16,10 +16,10 @@ from typing import Any
 
 from flask import Flask, jsonify, request
 
-from lifecycle.simulator import progression, scripts
-from lifecycle.simulator.common import add_common_control_routes, add_log_route
-from lifecycle.simulator.delivery import Pusher
-from lifecycle.simulator.state import TRACKING, Parcel, SimState
+from simulators.seventeentrack import progression, scripts
+from simulators.seventeentrack.delivery import Pusher
+from simulators.seventeentrack.state import TRACKING, Parcel, SimState
+from simulators.shared.common import add_common_control_routes, add_log_route
 
 
 def parcel_summary(parcel: Parcel) -> dict[str, Any]:

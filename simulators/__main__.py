@@ -1,4 +1,4 @@
-"""Run the 17TRACK simulator on its own: `python -m lifecycle.simulator --key K --webhook URL`.
+"""Run the 17TRACK simulator on its own: `python -m simulators --key K --webhook URL`.
 
 Then point the service at it (SEVENTEENTRACK_API_URL=http://HOST:PORT) and watch /_sim/pushes.
 """
@@ -9,7 +9,7 @@ import argparse
 import signal
 import threading
 
-from lifecycle.simulator.seventeentrack import SimulatorServer
+from simulators.seventeentrack import SimulatorServer
 
 
 def main() -> None:

@@ -5,13 +5,12 @@ Reading costs no quota. All functions run with `SimState.lock` held by the calle
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from lifecycle.providers import seventeentrack as st
-from lifecycle.simulator import carriers, codes, registry, scripts, trackinfo
-from lifecycle.simulator.codes import RequestError
-from lifecycle.simulator.state import Parcel, SimState
+from simulators.seventeentrack import carriers, codes, registry, scripts, trackinfo
+from simulators.seventeentrack.codes import RequestError
+from simulators.seventeentrack.state import Parcel, SimState
 
 PAGE_SIZE = 40
 MAX_LIST_NUMBERS = 200
@@ -84,13 +83,23 @@ def _time_filter(body: dict[str, Any], name: str) -> datetime | None:
     value = body.get(name)
     if value in (None, ""):
         return None
-    try:
-        parsed = st.parse_time(value)
-    except st.PushError:
-        parsed = None
+    parsed = _iso_time(value)
     if parsed is None:
         raise RequestError(codes.BAD_FIELD_VALUE, value, name)
     return parsed
+
+
+def _iso_time(value: Any) -> datetime | None:
+    """An ISO-8601 time as aware UTC (no offset means UTC); None when it is not one."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError):  # overflow: year 1 or 9999 shifted out of range
+        return None
 
 
 def _filters(body: dict[str, Any]) -> list[Any]:

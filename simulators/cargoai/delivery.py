@@ -13,8 +13,8 @@ import hmac
 import time
 from dataclasses import dataclass, field
 
-from lifecycle.simulator.cargoai_state import CargoAiOptions, CargoAiState, Outgoing
-from lifecycle.simulator.common import DeliveryQueue, Scheduled, try_send
+from simulators.cargoai.state import CargoAiOptions, CargoAiState, Outgoing
+from simulators.shared.common import DeliveryQueue, Scheduled, try_send
 
 
 def sign_callback(body: bytes, api_key: str) -> str:

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from lifecycle.simulator.cargoai_paths import Mix, Shipment, new_shipment
+from simulators.cargoai.paths import Mix, Shipment, new_shipment
 
 CALLBACK_AUTHS = ("hmac", "bearer", "basic", "none")
 

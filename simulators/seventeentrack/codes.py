@@ -1,14 +1,12 @@
 """17TRACK error codes and messages the simulator answers with (reference/17track.md §7).
 
-The three codes the service itself reacts to come from `lifecycle.providers.seventeentrack`, so
-the simulator and the service cannot drift apart on them.
+The simulator keeps its own copy of every code, the three the service reacts to included: it stands
+in for 17TRACK, so it must not share the service's definitions (a wrong code there would go unseen).
 """
 
 from __future__ import annotations
 
 from typing import Any
-
-from lifecycle.providers import seventeentrack as st
 
 INVALID_KEY = -18010002
 MISSING_DATA = -18010010
@@ -30,12 +28,12 @@ NO_RESULT_YET = -18019808
 DUPLICATE_REGISTRATION = -18019809
 NOT_UNIQUE = -18019810
 NOTHING_TO_CHANGE = -18019811
-ALREADY_REGISTERED = st.ERR_ALREADY_REGISTERED
-NOT_REGISTERED = st.ERR_NOT_REGISTERED
+ALREADY_REGISTERED = -18019901
+NOT_REGISTERED = -18019902
 UNDETECTABLE = -18019903
 RETRACK_NOT_STOPPED = -18019904
 RETRACK_TWICE = -18019905
-STOP_NOT_TRACKING = st.ERR_ALREADY_STOPPED
+STOP_NOT_TRACKING = -18019906
 DAILY_LIMIT = -18019907
 QUOTA_OUT = -18019908
 NO_INFO_YET = -18019909

@@ -16,9 +16,9 @@ from typing import Any
 
 from flask import Flask, jsonify, request
 
-from lifecycle.simulator.cargoai_delivery import Pusher, advance
-from lifecycle.simulator.cargoai_state import CargoAiState
-from lifecycle.simulator.common import add_common_control_routes, add_log_route
+from simulators.cargoai.delivery import Pusher, advance
+from simulators.cargoai.state import CargoAiState
+from simulators.shared.common import add_common_control_routes, add_log_route
 
 
 def _body() -> dict[str, Any]:

@@ -15,9 +15,9 @@ rate limit (none is documented) and no callback retries; a subscription stays ac
 until it expires or is unsubscribed; there is no callback at subscribe time, the next step sends
 the subscription everything it has not been sent yet (so a new one gets the whole history).
 
-Modules: `cargoai_state` (options, subscriptions, clock), `cargoai_paths` (routes, event objects),
-`cargoai_delivery` (callbacks, advancing), `cargoai_control` (the /_sim/ API), `common` (the server
-wrapper, ticker, delivery queue and control routes it shares with the 17TRACK simulator).
+Modules: `state` (options, subscriptions, clock), `paths` (routes, event objects), `delivery`
+(callbacks, advancing), `control` (the /_sim/ API); `simulators.shared` holds the server wrapper,
+ticker, delivery queue and control routes it shares with the 17TRACK simulator.
 """
 
 from __future__ import annotations
@@ -31,12 +31,12 @@ from typing import Any
 
 from flask import Flask, g, jsonify, request
 
-from lifecycle.simulator import faults
-from lifecycle.simulator.cargoai_control import add_control_routes
-from lifecycle.simulator.cargoai_delivery import Pusher, advance, sign_callback
-from lifecycle.simulator.cargoai_paths import AWB_PATTERN, awb_check_digit_ok
-from lifecycle.simulator.cargoai_state import CargoAiOptions, CargoAiState
-from lifecycle.simulator.common import BackgroundServer
+from simulators.cargoai.control import add_control_routes
+from simulators.cargoai.delivery import Pusher, advance, sign_callback
+from simulators.cargoai.paths import AWB_PATTERN, awb_check_digit_ok
+from simulators.cargoai.state import CargoAiOptions, CargoAiState
+from simulators.shared import faults
+from simulators.shared.common import BackgroundServer
 
 __all__ = ["CargoAiOptions", "CargoAiSimulatorServer", "CargoAiState", "awb_check_digit_ok", "sign_callback"]
 

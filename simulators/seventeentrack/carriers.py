@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from lifecycle.simulator import codes
+from simulators.seventeentrack import codes
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,9 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+EVENT_UPDATED = "TRACKING_UPDATED"
+EVENT_STOPPED = "TRACKING_STOPPED"
+
 # Main status → the milestone stage 17TRACK reports for it.
 _STAGE = {
     "InfoReceived": "InfoReceived",
@@ -39,7 +42,7 @@ def tracking_updated(
         "stage": _STAGE.get(status),
     }
     return {
-        "event": "TRACKING_UPDATED",
+        "event": EVENT_UPDATED,
         "data": {
             "number": number,
             "carrier": carrier,
@@ -56,7 +59,7 @@ def tracking_updated(
 
 def tracking_stopped(number: str, carrier: int, tag: str | None = None) -> dict[str, Any]:
     return {
-        "event": "TRACKING_STOPPED",
+        "event": EVENT_STOPPED,
         "data": {"number": number, "carrier": carrier, "param": None, "tag": tag},
     }
 

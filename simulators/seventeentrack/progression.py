@@ -11,13 +11,11 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from lifecycle.providers import pushes
-from lifecycle.providers import seventeentrack as st
-from lifecycle.simulator import scripts, trackinfo
-from lifecycle.simulator.state import TRACKING, Parcel, SimState, utcnow
+from simulators.seventeentrack import pushes, scripts, trackinfo
+from simulators.seventeentrack.state import TRACKING, Parcel, SimState, utcnow
 
 if TYPE_CHECKING:
-    from lifecycle.simulator.delivery import Pusher
+    from simulators.seventeentrack.delivery import Pusher
 
 
 @dataclass(frozen=True)
@@ -41,7 +39,7 @@ class Outgoing:
 def outgoing(parcel: Parcel, payload: dict[str, Any], more_coming: bool = False) -> Outgoing:
     latest = (payload["data"].get("track_info") or {}).get("latest_event") or {}
     step = parcel.latest_step or scripts.NOT_FOUND
-    sub_status = step.sub_status if payload["event"] == st.EVENT_UPDATED else None
+    sub_status = step.sub_status if payload["event"] == pushes.EVENT_UPDATED else None
     return Outgoing(
         parcel.number,
         parcel.carrier,
@@ -82,7 +80,7 @@ class Change:
         return cls(parcel, event, more_coming)
 
     def outgoing(self, now: datetime) -> Outgoing:
-        if self.event == st.EVENT_STOPPED:
+        if self.event == pushes.EVENT_STOPPED:
             return outgoing(self.parcel, trackinfo.stopped_payload(self.parcel))
         return outgoing(self.parcel, trackinfo.updated_payload(self.parcel, now), self.more_coming)
 
@@ -97,14 +95,14 @@ def advance_parcel(state: SimState, parcel: Parcel, now: datetime, snapshot: boo
         parcel.event_times.append(_next_event_time(state, parcel))
         parcel.idle_steps = 0
         more = len(parcel.event_times) < len(parcel.steps) or auto_stop is not None
-        return change(parcel, st.EVENT_UPDATED, more)
+        return change(parcel, pushes.EVENT_UPDATED, more)
     if first_query:  # a path with no events: the first NotFound answer is still pushed once
-        return change(parcel, st.EVENT_UPDATED)
+        return change(parcel, pushes.EVENT_UPDATED)
     parcel.idle_steps += 1
     if parcel.finished and auto_stop is not None and parcel.idle_steps >= auto_stop:
         # 17TRACK stops a delivered parcel on its own after a quiet spell, and says so.
         parcel.stop("Expired", now)
-        return change(parcel, st.EVENT_STOPPED)
+        return change(parcel, pushes.EVENT_STOPPED)
     return None
 
 

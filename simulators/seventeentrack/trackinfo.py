@@ -9,10 +9,8 @@ import zlib
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from lifecycle.providers import pushes
-from lifecycle.providers import seventeentrack as st
-from lifecycle.simulator import carriers, scripts
-from lifecycle.simulator.state import Parcel
+from simulators.seventeentrack import carriers, pushes, scripts
+from simulators.seventeentrack.state import Parcel
 
 MILESTONES = (
     "InfoReceived",
@@ -170,7 +168,7 @@ def tracked_item(parcel: Parcel, now: datetime) -> dict[str, Any]:
 
 
 def updated_payload(parcel: Parcel, now: datetime) -> dict[str, Any]:
-    return {"event": st.EVENT_UPDATED, "data": tracked_item(parcel, now)}
+    return {"event": pushes.EVENT_UPDATED, "data": tracked_item(parcel, now)}
 
 
 def stopped_payload(parcel: Parcel) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """What the 17TRACK and CargoAi simulators share: the threaded server wrapper, the background
 ticker, the delayed/duplicating delivery queue and the control routes both serve under /_sim/.
 
-Each simulator subclasses these with its own state, payloads and rules (`seventeentrack`,
-`delivery`, `progression`, `control`; `cargoai`, `cargoai_delivery`, `cargoai_control`).
+Each simulator subclasses these with its own state, payloads and rules (`simulators.seventeentrack`
+and `simulators.cargoai`: their `server`, `delivery` and `control` modules).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import requests
 from flask import Flask, jsonify, request
 from werkzeug.serving import make_server
 
-from lifecycle.simulator import faults
+from simulators.shared import faults
 
 DUPLICATE_GAP_SECONDS = 0.05  # a duplicate arrives this long after the original (plus its delay)
 

@@ -1,0 +1,1 @@
+"""Server plumbing both simulators use: the threaded server, the delivery queue, faults."""
