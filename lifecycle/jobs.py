@@ -17,9 +17,8 @@ from lifecycle.extensions import db
 from lifecycle.inbox import service as inbox
 from lifecycle.locks import LEASE_SECONDS, singleton
 from lifecycle.operations import service as operations
-from lifecycle.operations.sender import Sender
-from lifecycle.operations.sender_cargoai import CargoAiSender
-from lifecycle.shipments import pull
+from lifecycle.providers import registry
+from lifecycle.providers.base import SendContext, SendReport
 
 log = logging.getLogger(__name__)
 
@@ -45,73 +44,53 @@ def drain_inbox() -> dict[str, Any]:
 
 
 def _cycle_charger():  # type: ignore[no-untyped-def]
-    """Charge status update cycles in the inbox batch, only under a rule set that bills them."""
-    account = runtime.account("17track")
-    if account is None or not accountant.charges_update_cycles(account):
+    """Charge status update cycles in the inbox batch, for each provider whose rule set bills them."""
+    accounts = {
+        name: account
+        for name, account in ((name, runtime.account(name)) for name in registry.names())
+        if account is not None and accountant.charges_update_cycles(account)
+    }
+    if not accounts:
         return None
     thresholds = tuple(runtime.settings().alert_thresholds)
-    return lambda session, events: accountant.charge(session, account, events, thresholds)
+
+    def charge(session, events):  # type: ignore[no-untyped-def]
+        for name, account in accounts.items():
+            mine = [event for event in events if event.provider == name]
+            if mine:
+                accountant.charge(session, account, mine, thresholds)
+
+    return charge
 
 
 def flush_operations() -> dict[str, Any]:
-    """Send due outbox operations; one sender at a time, for at most FLUSH_MAX_SECONDS per task."""
+    """Send due outbox operations, each provider's through its adapter's sender; one sender at a time,
+    for at most FLUSH_MAX_SECONDS per provider per task."""
     config = runtime.settings()
-    lease = config.flush_max_seconds + config.seventeentrack_timeout_seconds * 3
+    lease = (config.flush_max_seconds + config.seventeentrack_timeout_seconds * 3) * len(registry.names())
     with singleton("flush-operations", config.shared_limiter_url, config.var_dir / "locks", lease) as mine:
         if not mine:
             return {"skipped": "another worker is sending"}
-        sender = Sender(
-            db.new_session,
-            runtime.client17(),
-            batch_size=config.seventeentrack_batch_size,
-            max_attempts=config.operation_max_attempts,
-            account=runtime.account("17track"),
-            thresholds=tuple(config.alert_thresholds),
-            allow_overage=config.allow_overage,
-        )
-        report = sender.flush(max_seconds=config.flush_max_seconds)
-        cargo = _cargoai_sender(config).flush(max_seconds=config.flush_max_seconds)
-        report.more = report.more or bool(cargo["calls"] and _cargoai_pending())
-    if cargo["calls"]:
-        log.info("CargoAi operations sent: %s", cargo)
-    if report.calls:
-        log.info("operations sent: %s", report)
-    if report.more:
+        reports = {name: _flush_one(name, config) for name in registry.names()}
+    total = SendReport()
+    for name, report in reports.items():
+        if report.calls:
+            log.info("%s operations sent: %s", name, report)
+        total.more, total.pulled = total.more or report.more, total.pulled + report.pulled
+    if total.more:
         runtime.signal(runtime.FLUSH_OPERATIONS)
-    if report.pulled:
-        # gettrackinfo answers went into the inbox: let the workers apply them now.
+    if total.pulled:
+        # Answers went into the inbox (gettrackinfo): let the workers apply them now.
         runtime.signal(runtime.DRAIN_INBOX)
-    return asdict(report)
+    return {name: asdict(report) for name, report in reports.items()}
 
 
-def _cargoai_sender(config):  # type: ignore[no-untyped-def]
-    return CargoAiSender(
-        db.new_session,
-        runtime.cargoai_client(),
-        callback_url=f"{config.public_base_url}/webhooks/cargoai",
-        account=runtime.account("cargoai"),
-        thresholds=tuple(config.alert_thresholds),
-        max_attempts=config.operation_max_attempts,
+def _flush_one(name: str, config: Any) -> SendReport:
+    context = SendContext(
+        db.new_session, config, client=lambda: runtime.client(name), account=runtime.account(name)
     )
-
-
-def _cargoai_pending() -> bool:
-    with db.new_session() as session:
-        return operations.count_ready(session, provider="cargoai") > 0
-
-
-def cargoai_poll() -> dict[str, Any]:
-    """Pull mode: poll due AWBs within the month's call budget, then apply what came back."""
-    config = runtime.settings()
-    report = pull.poll_due(
-        db.new_session,
-        runtime.cargoai_client(),
-        runtime.account("cargoai"),
-        config.cargoai_pull_calls_per_month,
-    )
-    if report["polled"]:
-        runtime.signal(runtime.DRAIN_INBOX)
-    return report
+    sender = registry.get(name).sender(context)
+    return SendReport() if sender is None else sender.flush(max_seconds=config.flush_max_seconds)
 
 
 def cargoai_renew() -> dict[str, Any]:
@@ -125,7 +104,10 @@ def cleanup(name: str, dry_run: bool = False) -> dict[str, Any]:
         db.new_session,
         runtime.settings(),
         dry_run=dry_run,
-        collaborators={"client17": runtime.client17, "account17": lambda: runtime.account("17track")},
+        collaborators={
+            "client17": lambda: runtime.client("17track"),
+            "account17": lambda: runtime.account("17track"),
+        },
     )
     counts = run_job(name, FUNCTIONS[name], context)
     if any(counts.get(key) for key in ("stopped", "operations_queued", "operations_requeued", "renewed")):
@@ -165,14 +147,3 @@ def sweep() -> dict[str, Any]:
         "ready_operations": ready_operations,
         "alerts_sent": alerts_sent,
     }
-
-
-def sync_silent() -> dict[str, Any]:
-    """Backfill shipments whose pushes stopped arriving (a free gettrackinfo each)."""
-    from lifecycle.shipments.reconcile import queue_stale_syncs
-
-    with db.new_session() as session, session.begin():
-        queued = queue_stale_syncs(session, runtime.settings().sync_silent_hours)
-    if queued:
-        runtime.signal(runtime.FLUSH_OPERATIONS)
-    return {"queued": queued}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Flask, current_app
 
 from config.settings import Settings
@@ -11,19 +13,12 @@ from lifecycle.accounting.service import build_accounts, in_force
 from lifecycle.celery import send_signal
 from lifecycle.extensions import db
 from lifecycle.inbox.writer import InboxWriter
-from lifecycle.providers.client17 import SeventeenTrackClient
-from lifecycle.providers.client_cargoai import CargoAiClient
-from lifecycle.ratelimit import make_limiter
+from lifecycle.providers import registry
 from lifecycle.signals import Nudger
 
 DRAIN_INBOX = "lifecycle.inbox.drain"
 FLUSH_OPERATIONS = "lifecycle.operations.flush"
 SWEEP = "lifecycle.maintenance.sweep"
-
-# 17TRACK counts requests as they arrive; a slightly longer window absorbs network jitter (40 ms
-# either way) so that calls bunched in transit still never exceed the limit in any one second at
-# the provider, at the price of 4% of the throughput.
-WINDOW_SECONDS = 1.04
 
 
 def init_app(app: Flask) -> None:
@@ -61,21 +56,12 @@ def inbox_writer() -> InboxWriter:
     return current_app.extensions["inbox_writer"]
 
 
-def client17() -> SeventeenTrackClient:
-    client = current_app.extensions.get("client17")
-    if client is None:
-        config = settings()
-        limiter = make_limiter(
-            config.shared_limiter_url, config.var_dir, config.seventeentrack_rate_per_second, WINDOW_SECONDS
-        )
-        client = SeventeenTrackClient(
-            config.seventeentrack_api_url,
-            config.seventeentrack_api_key.get_secret_value(),
-            limiter,
-            config.seventeentrack_timeout_seconds,
-        )
-        current_app.extensions["client17"] = client
-    return client
+def client(provider: str) -> Any:
+    """The provider's API client, built once per app by its adapter (behind the shared limiter)."""
+    clients = current_app.extensions.setdefault("clients", {})
+    if provider not in clients:
+        clients[provider] = registry.get(provider).client(settings())
+    return clients[provider]
 
 
 def signal(task_name: str) -> bool:
@@ -86,18 +72,3 @@ def signal(task_name: str) -> bool:
         current_app.logger.warning("broker unreachable; %s left to the sweeper", task_name)
         return False
     return True
-
-
-def cargoai_client() -> CargoAiClient:
-    client = current_app.extensions.get("client_cargoai")
-    if client is None:
-        config = settings()
-        limiter = make_limiter(config.shared_limiter_url, config.var_dir, config.cargoai_rate_per_second, 1.0)
-        client = CargoAiClient(
-            config.cargoai_api_url,
-            config.cargoai_api_key.get_secret_value(),
-            limiter,
-            config.seventeentrack_timeout_seconds * 3,  # CargoAi answers in 1 s to 30 s (awb.md §1.2)
-        )
-        current_app.extensions["client_cargoai"] = client
-    return client

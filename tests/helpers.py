@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from lifecycle.extensions import db
-from lifecycle.providers import seventeentrack as st
+from lifecycle.providers.seventeentrack import webhook as st
 from lifecycle.shipments.models import Shipment
 from simulators.seventeentrack import pushes
 from tests.conftest import API_KEY

@@ -12,13 +12,13 @@ from config.settings import PROJECT_ROOT
 from lifecycle import create_app, jobs, runtime
 from lifecycle.accounting.advice import advise
 from lifecycle.accounting.models import BudgetAlert, LedgerEntry, UsageTotal
-from lifecycle.accounting.replay import replay
 from lifecycle.accounting.reports import quota_report
 from lifecycle.accounting.service import set_overage_allowed
 from lifecycle.api.tokens import create_token
 from lifecycle.db import utcnow
 from lifecycle.extensions import db
 from lifecycle.inbox import service as inbox
+from lifecycle.inbox.replay import replay
 from lifecycle.operations import pause
 from lifecycle.shipments.registration import Registration, register
 from simulators.seventeentrack import SimulatorServer, pushes
@@ -239,7 +239,7 @@ def test_an_unknown_plan_cannot_be_recorded(app):
 
 
 def test_drift_compares_with_getquota_and_charges_reported_emails(settings_factory, sim):
-    from lifecycle.accounting import drift
+    from lifecycle.providers.seventeentrack import drift
 
     app = make_app(settings_factory, sim, seventeentrack_plan="basic")
     queue(app, Registration("RR000000001CN", 3011))
@@ -253,6 +253,6 @@ def test_drift_compares_with_getquota_and_charges_reported_emails(settings_facto
     with sim.state.lock:
         sim.state.quota.used += 1  # what 17TRACK charged for the dashboard registration
     with app.app_context(), db.new_session() as session, session.begin():
-        snapshot = drift.refresh(session, runtime.account("17track"), runtime.client17(), utcnow())
+        snapshot = drift.refresh(session, runtime.account("17track"), runtime.client("17track"), utcnow())
     assert (snapshot["ours"], snapshot["difference"]) == (1, snapshot["theirs"] - 1)
     assert any("outside this service" in line for line in snapshot["explanations"])

@@ -17,7 +17,7 @@ from lifecycle.accounting import service
 from lifecycle.accounting.reports import quota_report
 from lifecycle.accounting.rules import BillableEvent
 from lifecycle.extensions import db
-from lifecycle.shipments.pull import calls_allowed_now
+from lifecycle.providers.cargoai.pull import calls_allowed_now
 
 NOV = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
 

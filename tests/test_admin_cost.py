@@ -9,12 +9,12 @@ import pytest
 from sqlalchemy import func, select
 
 from lifecycle import create_app, jobs, runtime
-from lifecycle.accounting import preview
 from lifecycle.accounting.models import LedgerEntry
 from lifecycle.admin import actions
 from lifecycle.api.tokens import create_token
 from lifecycle.extensions import db
 from lifecycle.inbox import service as inbox
+from lifecycle.providers.seventeentrack import preview
 from lifecycle.shipments import queries
 from lifecycle.shipments.models import Shipment
 from lifecycle.shipments.registration import Registration, register

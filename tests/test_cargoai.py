@@ -17,9 +17,11 @@ from lifecycle.accounting.models import LedgerEntry
 from lifecycle.extensions import db
 from lifecycle.inbox import service as inbox
 from lifecycle.operations.models import Operation
-from lifecycle.providers import awb, cargoai
+from lifecycle.providers.cargoai import awb
+from lifecycle.providers.cargoai import tasks as cargoai_tasks
+from lifecycle.providers.cargoai import webhook as cargoai
+from lifecycle.providers.cargoai.pull import calls_allowed_now
 from lifecycle.shipments.models import Shipment, Transition
-from lifecycle.shipments.pull import calls_allowed_now
 from lifecycle.shipments.registration import Registration, register
 from simulators.cargoai import CargoAiSimulatorServer
 from tests.helpers import count
@@ -222,7 +224,7 @@ def test_pull_budget_is_respected_over_a_simulated_month(served, cargo_sim):
     with served.app_context():
         for hour in range(31 * 24):
             with time_machine.travel(start + timedelta(hours=hour), tick=False):
-                jobs.cargoai_poll()
+                cargoai_tasks.poll()
         calls = count(LedgerEntry, LedgerEntry.event_kind == "pull_call")
         with db.new_session() as session:
             spread = len({e.occurred_at.date() for e in session.scalars(select(LedgerEntry))})
@@ -287,7 +289,7 @@ def test_break_even_is_unknown_without_a_pull_price(app):
 def test_subscriptions_are_renewed_only_while_undelivered_and_only_by_policy(
     served, cargo_sim, renew, delivered, expected
 ):
-    from lifecycle.shipments.cargoai_subscriptions import renew_or_expire
+    from lifecycle.providers.cargoai.subscriptions import renew_or_expire
 
     queue(served, Registration(AWB))
     settle(served)

@@ -31,7 +31,7 @@ def test_delivered_numbers_stop_15_days_after_the_last_change(app):
 def test_a_queued_stoptrack_is_cancelled_once_17track_has_stopped_the_number(app):
     from lifecycle.extensions import db
     from lifecycle.operations.models import Operation
-    from lifecycle.operations.service import stoptrack_row
+    from lifecycle.providers.seventeentrack.kinds import stoptrack_row
     from lifecycle.shipments.models import Shipment
     from lifecycle.sqlutil import insert_ignoring_conflicts
 

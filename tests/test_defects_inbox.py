@@ -156,14 +156,14 @@ def test_lone_surrogate_in_a_cargoai_location_is_replaced_and_applied(app):
 
 
 def test_any_exception_while_applying_fails_only_that_row(app, client, monkeypatch):
-    real = inbox.apply_pushes
+    real = inbox.apply_bodies
 
-    def explode_on_rr2(session, pushes_, **kwargs):  # type: ignore[no-untyped-def]
-        if any(push.number == "RR2" for _, push in pushes_):
+    def explode_on_rr2(session, adapter, bodies, **kwargs):  # type: ignore[no-untyped-def]
+        if any(event.number == "RR2" for _, body in bodies for event in body.events):
             raise KeyError("something nobody anticipated")
-        return real(session, pushes_, **kwargs)
+        return real(session, adapter, bodies, **kwargs)
 
-    monkeypatch.setattr(inbox, "apply_pushes", explode_on_rr2)
+    monkeypatch.setattr(inbox, "apply_bodies", explode_on_rr2)
     post_push(client, in_transit("RR1"))
     post_push(client, in_transit("RR2"))
     post_push(client, delivered("RR3"))
@@ -196,10 +196,10 @@ def test_a_failure_outside_any_savepoint_is_retried_row_by_row(app, client, monk
 def test_a_database_outage_marks_nothing_failed(app, client, monkeypatch):
     """No row is to blame when the database itself fails: the drain stops, every row stays pending."""
 
-    def database_gone(session, pushes_, **kwargs):  # type: ignore[no-untyped-def]
+    def database_gone(session, adapter, bodies, **kwargs):  # type: ignore[no-untyped-def]
         raise OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly"))
 
-    monkeypatch.setattr(inbox, "apply_pushes", database_gone)
+    monkeypatch.setattr(inbox, "apply_bodies", database_gone)
     post_push(client, in_transit("RR1"))
     post_push(client, in_transit("RR2"))
     with pytest.raises(OperationalError):

@@ -16,8 +16,9 @@ from lifecycle.api.tokens import create_token
 from lifecycle.db import make_engine
 from lifecycle.extensions import db
 from lifecycle.inbox import service as inbox
-from lifecycle.providers import awb, numbers
-from lifecycle.providers import seventeentrack as st
+from lifecycle.providers import numbers
+from lifecycle.providers.cargoai import awb
+from lifecycle.providers.seventeentrack import webhook as st
 from lifecycle.shipments.models import Shipment
 from lifecycle.shipments.registration import Registration, register
 from simulators.seventeentrack import pushes

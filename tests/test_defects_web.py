@@ -14,8 +14,8 @@ from lifecycle import create_app
 from lifecycle.api.tokens import create_token
 from lifecycle.extensions import db
 from lifecycle.inbox.models import InboxEvent
-from lifecycle.providers import cargoai
-from lifecycle.providers import seventeentrack as st
+from lifecycle.providers.cargoai import webhook as cargoai
+from lifecycle.providers.seventeentrack import webhook as st
 from simulators.seventeentrack import pushes
 from tests.conftest import API_KEY
 from tests.helpers import count, delivered

@@ -23,7 +23,7 @@ from celery import Celery
 
 from config.settings import Settings
 from lifecycle.celery import celery_config
-from lifecycle.providers import seventeentrack as st
+from lifecycle.providers.seventeentrack import webhook as st
 from simulators.seventeentrack import pushes
 from tests.helpers import in_transit, wait_for
 from tests.test_cli_blackbox import KEY, ROOT, clean_env, free_port, manage

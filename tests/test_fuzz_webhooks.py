@@ -22,8 +22,8 @@ from lifecycle import create_app
 from lifecycle.extensions import db
 from lifecycle.inbox import service as inbox
 from lifecycle.inbox.models import InboxEvent
-from lifecycle.providers import cargoai
-from lifecycle.providers import seventeentrack as st
+from lifecycle.providers.cargoai import webhook as cargoai
+from lifecycle.providers.seventeentrack import webhook as st
 from lifecycle.shipments.models import Shipment
 from simulators.seventeentrack import pushes
 from tests.conftest import API_KEY

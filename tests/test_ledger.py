@@ -243,8 +243,8 @@ def test_a_large_batch_is_charged_in_one_call(app):
 
 
 def test_carrier_changes_of_one_number_under_two_carriers_are_charged_separately(app):
-    from lifecycle.accounting import events17
     from lifecycle.operations.models import Operation
+    from lifecycle.providers.seventeentrack import billing as events17
     from lifecycle.shipments.models import Shipment
 
     answers = []

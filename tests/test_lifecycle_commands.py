@@ -9,8 +9,8 @@ from lifecycle import create_app, jobs, runtime
 from lifecycle.extensions import db
 from lifecycle.inbox import service as inbox
 from lifecycle.operations.models import Operation
-from lifecycle.shipments import commands
-from lifecycle.shipments.reconcile import queue_stale_syncs, reconcile
+from lifecycle.providers.seventeentrack import commands
+from lifecycle.providers.seventeentrack.reconcile import queue_stale_syncs, reconcile
 from lifecycle.shipments.registration import Registration, register
 from simulators.seventeentrack import SimulatorServer
 from tests.conftest import API_KEY
@@ -40,7 +40,7 @@ def run(app, command, *args, **kwargs):  # type: ignore[no-untyped-def]
 def send(app):  # type: ignore[no-untyped-def]
     """Send every queued operation, then apply what came back into the inbox."""
     with app.app_context():
-        report = jobs.flush_operations()
+        report = jobs.flush_operations()["17track"]
         inbox.drain(db.new_session, batch_size=100)
     return report
 
@@ -163,7 +163,7 @@ def test_reconcile_finds_numbers_on_one_side_only_and_state_mismatches(app, sim)
     with sim.state.lock:
         sim.state.parcels["LX000000001CN"].tracking = "Stopped"
     with app.app_context():
-        report = reconcile(db.new_session, runtime.client17())
+        report = reconcile(db.new_session, runtime.client("17track"))
     assert [i["number"] for i in report["only_at_provider"]] == ["OR000000001CN"]
     assert report["only_here"] == []
     assert [(i["number"], i["at_17track"]) for i in report["state_mismatch"]] == [

@@ -14,7 +14,7 @@ from lifecycle import create_app
 from lifecycle.api.tokens import create_token
 from lifecycle.extensions import db
 from lifecycle.observability.logs import make_handler
-from lifecycle.providers import seventeentrack as st
+from lifecycle.providers.seventeentrack import webhook as st
 from simulators.seventeentrack import pushes
 from tests.admin_support import create_admin, sign_in
 from tests.conftest import API_KEY

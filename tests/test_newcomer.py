@@ -29,9 +29,10 @@ from lifecycle.cli.startup import provider_warnings
 from lifecycle.cli.supervisor import Supervisor
 from lifecycle.extensions import db
 from lifecycle.inbox import service as inbox
-from lifecycle.providers.client17 import ProviderError
-from lifecycle.shipments import commands
-from lifecycle.shipments.registration import NO_CARGOAI_KEY, Registration, register
+from lifecycle.providers.base import ProviderError
+from lifecycle.providers.cargoai.subscriptions import NO_KEY as NO_CARGOAI_KEY
+from lifecycle.providers.seventeentrack import commands
+from lifecycle.shipments.registration import Registration, register
 from simulators.seventeentrack import SimulatorServer
 from tests.conftest import API_KEY
 from tests.helpers import shipment, wait_for
@@ -126,9 +127,10 @@ def test_api_change_carrier_takes_to_like_the_cli(sim_app, body_key):
         assert shipment(NUMBER).carrier == 21051
 
 
-def test_awbs_are_refused_without_a_cargoai_key_and_nothing_is_queued(app):
+def test_awbs_are_refused_without_a_cargoai_key_and_nothing_is_queued(app, settings_factory):
+    unconfigured = settings_factory(cargoai_api_key="")
     with app.app_context(), db.new_session() as session, session.begin():
-        outcomes = register(session, [Registration("176-12345675")], cargoai_configured=False)
+        outcomes = register(session, [Registration("176-12345675")], unconfigured)
     assert [(o.ok, o.message) for o in outcomes] == [(False, NO_CARGOAI_KEY)]
     with app.app_context():
         assert shipment("176-12345675") is None

@@ -214,14 +214,15 @@ def test_two_senders_at_once_send_each_delivery_exactly_once(app, client, receiv
 
 
 def test_cargoai_transitions_become_events_too(app, receiver):
-    from lifecycle.providers import cargoai
-    from lifecycle.shipments.apply_cargoai import apply_callbacks
+    from lifecycle.providers import registry
+    from lifecycle.shipments.apply import apply_bodies
 
     add_endpoint(app, receiver.url, ["delivered"])
     body = b'{"awb": "176-12345675", "events": [{"code": "RCS", "eventDate": "2026-11-01T10:00:00Z"},' \
         b' {"code": "DLV", "eventDate": "2026-11-02T10:00:00Z"}]}'  # fmt: skip
     with app.app_context(), db.new_session() as session, session.begin():
-        apply_callbacks(session, [(None, cargoai.parse_callback(body))])
+        cargoai = registry.get("cargoai")
+        apply_bodies(session, cargoai, [(None, cargoai.parse(body))])
     send(app)
     [sent] = receiver.accepted()
     assert sent["type"] == "delivered" and sent["data"]["shipment"]["provider"] == "cargoai"

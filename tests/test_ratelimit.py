@@ -11,9 +11,9 @@ import time
 import pytest
 import requests
 
-from lifecycle.providers.client17 import SeventeenTrackClient
+from lifecycle.providers.seventeentrack.adapter import WINDOW_SECONDS
+from lifecycle.providers.seventeentrack.client import SeventeenTrackClient
 from lifecycle.ratelimit import FileLimiter, RedisLimiter
-from lifecycle.runtime import WINDOW_SECONDS
 from tests.conftest import REDIS_URL
 from tests.receiver import HttpReceiver
 

@@ -12,8 +12,9 @@ from lifecycle import create_app, jobs
 from lifecycle.extensions import db
 from lifecycle.operations import pause
 from lifecycle.operations.models import Operation
+from lifecycle.providers.seventeentrack.registration import check_number
 from lifecycle.shipments.csv_import import import_csv
-from lifecycle.shipments.registration import Registration, check_number, register
+from lifecycle.shipments.registration import Registration, register
 from tests.helpers import count, shipment
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import requests
 
-from lifecycle.providers import seventeentrack as st
+from lifecycle.providers.seventeentrack import webhook as st
 from simulators.seventeentrack import SimulatorServer, pushes
 from tests.helpers import delivered, wait_for
 

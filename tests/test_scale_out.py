@@ -27,7 +27,7 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from lifecycle.providers import seventeentrack as st
+from lifecycle.providers.seventeentrack import webhook as st
 from simulators.seventeentrack import pushes
 from tests.conftest import PG_ADMIN, REDIS_URL
 from tests.helpers import wait_for

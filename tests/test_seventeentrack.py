@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lifecycle.providers import seventeentrack as st
+from lifecycle.providers.seventeentrack import webhook as st
 from simulators.seventeentrack import pushes
 from tests.helpers import at
 

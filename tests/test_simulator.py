@@ -12,7 +12,7 @@ import pytest
 import requests
 from flask import request
 
-from lifecycle.providers import seventeentrack as st
+from lifecycle.providers.seventeentrack import webhook as st
 from simulators.seventeentrack import SimulatorServer, pushes
 from tests.receiver import HttpReceiver, wait_until
 

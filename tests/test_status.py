@@ -87,7 +87,7 @@ def test_watch_refreshes_and_the_command_starts_without_the_web_app(settings):
     probe = (
         "import sys; from click.testing import CliRunner; from lifecycle.cli import cli;"
         "r = CliRunner().invoke(cli, ['status', '--json']); assert r.exit_code == 0, r.output;"
-        "heavy = ('flask', 'lifecycle.web', 'lifecycle.providers.client17');"
+        "heavy = ('flask', 'lifecycle.web', 'lifecycle.providers.seventeentrack.client');"
         "print(sorted(m for m in heavy if m in sys.modules))"
     )
     loaded = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True)

@@ -9,7 +9,7 @@ import pytest
 from lifecycle import create_app
 from lifecycle.extensions import db
 from lifecycle.inbox.models import InboxEvent
-from lifecycle.providers import seventeentrack as st
+from lifecycle.providers.seventeentrack import webhook as st
 from simulators.seventeentrack import pushes
 from tests.conftest import API_KEY
 from tests.helpers import count, delivered, post_push

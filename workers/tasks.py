@@ -29,12 +29,16 @@ def sweep() -> dict:
 
 @shared_task(name="lifecycle.shipments.sync_silent")
 def sync_silent() -> dict:
-    return jobs.sync_silent()
+    from lifecycle.providers.seventeentrack import tasks
+
+    return tasks.sync_silent()
 
 
 @shared_task(name="lifecycle.cargoai.poll")
 def cargoai_poll() -> dict:
-    return jobs.cargoai_poll()
+    from lifecycle.providers.cargoai import tasks
+
+    return tasks.poll()
 
 
 @shared_task(name="lifecycle.cargoai.renew")

@@ -13,8 +13,8 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from lifecycle.accounting.ledger import Account
-from lifecycle.accounting.preview import price, reregistration_event
-from lifecycle.shipments import commands
+from lifecycle.providers.seventeentrack import commands
+from lifecycle.providers.seventeentrack.preview import price, reregistration_event
 from lifecycle.shipments.models import Shipment
 
 BULK_ACTIONS = ("stop", "retrack", "delete")

@@ -11,10 +11,10 @@ from sqlalchemy.orm import Session
 
 from lifecycle.accounting.ledger import Account
 from lifecycle.accounting.models import LedgerEntry
-from lifecycle.accounting.preview import Preview, previews
 from lifecycle.inbox.models import InboxEvent
 from lifecycle.operations.models import Operation
 from lifecycle.providers import numbers
+from lifecycle.providers.seventeentrack.preview import Preview, previews
 from lifecycle.shipments.models import Shipment, Transition
 
 RAW_EVENTS_SHOWN = 50

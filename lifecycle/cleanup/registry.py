@@ -1,18 +1,21 @@
-"""Each scheduled job's service function, by name (schedule.py holds the names and intervals)."""
+"""Each scheduled job's service function, by name (schedule.py holds the names and intervals).
+
+The core's jobs are listed here; a provider's own housekeeping (17TRACK's auto-stop mirror and list
+reconciliation, CargoAi's subscription renewals) comes from its adapter.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from lifecycle.cleanup import mirror17, reconcile, retention, retry, safety_net, stale, subscriptions
+from lifecycle.cleanup import retention, retry, safety_net, stale
 from lifecycle.cleanup.runs import JobContext
+from lifecycle.providers import registry
 
 FUNCTIONS: dict[str, Callable[[JobContext], None]] = {
     "safety-net": safety_net.stop_ended,
     "stale": stale.stale_shipments,
-    "mirror-17track": mirror17.mirror_housekeeping,
     "retention": retention.purge_old,
     "retry-failed": retry.retry_failures,
-    "reconcile": reconcile.reconcile_daily,
-    "cargoai-subscriptions": subscriptions.renew_or_report,
+    **registry.jobs(),
 }

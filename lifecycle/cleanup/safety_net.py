@@ -2,23 +2,20 @@
 
 The normal path queues the stop when the `delivered` push is applied. A shipment that is delivered,
 returned or expired and still `tracking` hours later keeps costing (per-cycle rules, CargoAi
-subscriptions) and keeps 17TRACK pushing; this job queues its stoptrack (17TRACK) or unsubscribe
-(CargoAi push; a polled AWB simply stops being polled).
+subscriptions) and keeps the provider pushing; this job queues the stop its provider's adapter
+names (17TRACK's stoptrack, CargoAi's unsubscribe; a polled AWB simply stops being polled).
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from lifecycle.cleanup.runs import JobContext, batches, describe
-from lifecycle.operations.models import Operation
-from lifecycle.operations.service import stoptrack_row
+from lifecycle.shipments import stopping
 from lifecycle.shipments.models import Shipment
-from lifecycle.sqlutil import insert_ignoring_conflicts
 from lifecycle.status import TERMINAL_STATUSES
 
 
@@ -42,20 +39,6 @@ def stop_ended(context: JobContext) -> None:
 
 
 def _queue_stop(session: Session, shipment: Shipment, context: JobContext) -> None:
-    if shipment.provider == "cargoai" and shipment.tracking_mode == "pull":
-        shipment.tracking, shipment.stopped_at = "stopped", context.now
-        return
-    row = stoptrack_row(shipment) if shipment.provider == "17track" else _unsubscribe_row(shipment, context)
-    insert_ignoring_conflicts(session, Operation, [row], ["idempotency_key"])
-    shipment.tracking = "stopping"
-    context.add("operations_queued")
-
-
-def _unsubscribe_row(shipment: Shipment, context: JobContext) -> dict[str, Any]:
-    # The same business event (and key) as the unsubscribe the DLV callback would have queued.
-    return {
-        "provider": "cargoai", "kind": "unsubscribe", "shipment_id": shipment.id,
-        "number": shipment.number, "carrier": shipment.carrier, "payload": {},
-        "idempotency_key": f"cargoai:unsubscribe:{shipment.number}:{shipment.subscriptions}",
-        "status": "pending", "attempts": 0, "next_attempt_at": context.now, "created_at": context.now,
-    }  # fmt: skip
+    # The same business event (and key) as the stop the delivered event would have queued.
+    if stopping.stop(session, shipment, context.now):
+        context.add("operations_queued")

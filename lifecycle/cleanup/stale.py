@@ -1,9 +1,9 @@
 """Stale shipments: no new event for STALE_NO_EVENT_DAYS, or not found for STALE_NOT_FOUND_DAYS.
 
 A number the carrier stopped reporting, or one 17TRACK never found (a typo, a label never used),
-is listed; with STALE_ACTION=stop its stoptrack is queued too. A `--dry-run` lists what a real run
-would stop, and stops nothing. 17TRACK itself stops a number after 30 days without an event
-(`mirror-17track`), so the default threshold (20 days) is earlier than the provider's.
+is listed; with STALE_ACTION=stop its stop (stoptrack, unsubscribe) is queued too. A `--dry-run`
+lists what a real run would stop, and stops nothing. 17TRACK itself stops a number after 30 days
+without an event (`mirror-17track`), so the default threshold (20 days) is earlier than that.
 """
 
 from __future__ import annotations
@@ -13,10 +13,8 @@ from datetime import timedelta
 from sqlalchemy import or_, select
 
 from lifecycle.cleanup.runs import JobContext, batches, describe
-from lifecycle.operations.models import Operation
-from lifecycle.operations.service import stoptrack_row
+from lifecycle.shipments import stopping
 from lifecycle.shipments.models import Shipment
-from lifecycle.sqlutil import insert_ignoring_conflicts
 from lifecycle.status import TERMINAL_STATUSES
 
 
@@ -31,9 +29,7 @@ def stale_shipments(context: JobContext) -> None:
         & (Shipment.registered_at < no_event_cutoff)
     )
     never_found = (Shipment.status == "not_found") & (Shipment.registered_at < not_found_cutoff)
-    stmt = select(Shipment).where(
-        Shipment.provider == "17track", Shipment.tracking == "tracking", or_(quiet, never_found)
-    )
+    stmt = select(Shipment).where(Shipment.tracking == "tracking", or_(quiet, never_found))
     stop = config.stale_action == "stop" and not context.dry_run
     context.counts["action"] = config.stale_action
     for session, shipments in batches(context, stmt, Shipment.id):
@@ -42,6 +38,5 @@ def stale_shipments(context: JobContext) -> None:
             context.add(reason)
             context.example("shipments", {**describe(shipment), "reason": reason})
             if stop:
-                insert_ignoring_conflicts(session, Operation, [stoptrack_row(shipment)], ["idempotency_key"])
-                shipment.tracking = "stopping"
+                stopping.stop(session, shipment, context.now)
                 context.add("stopped")

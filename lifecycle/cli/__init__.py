@@ -13,6 +13,7 @@ import click
 
 from lifecycle.cli.errors import explain_failures
 
+ST = "lifecycle.providers.seventeentrack.cli"
 # section → command name → ("module:attribute", one-line help shown by `manage.py --help`).
 SECTIONS: dict[str, dict[str, tuple[str, str]]] = {
     "Run the service": {
@@ -24,22 +25,24 @@ SECTIONS: dict[str, dict[str, tuple[str, str]]] = {
         "simulate": ("simulate:simulate", "Try the whole service against the 17TRACK simulator."),
     },
     "Shipments": {
-        "register": ("provider17:register", "Register numbers (17TRACK, or CargoAi for AWBs)."),
-        "import": ("provider17:import_", "Import a CSV of numbers (number, carrier, lang, tag)."),
-        "stop": ("provider17:stop", "Stop tracking a number (stoptrack)."),
-        "retrack": ("provider17:retrack", "Restart a stopped number (free, once per number)."),
-        "change-carrier": ("provider17:change_carrier", "Move a number to another carrier (5 free)."),
-        "changeinfo": ("provider17:changeinfo", "Change a number's tag and/or language."),
-        "delete": ("provider17:delete", "Delete a number (registering it again is charged)."),
-        "sync": ("provider17:sync", "Fetch a number's current data (gettrackinfo, free)."),
+        "register": ("shipments:register", "Register numbers (17TRACK, or CargoAi for AWBs)."),
+        "import": ("shipments:import_", "Import a CSV of numbers (number, carrier, lang, tag)."),
         "shipments": ("data:shipments", "List shipments and their state."),
-        "reconcile": ("provider17:reconcile", "Compare 17TRACK's list of numbers with ours."),
+    },
+    "17TRACK numbers": {
+        "stop": (f"{ST}:stop", "Stop tracking a number (stoptrack)."),
+        "retrack": (f"{ST}:retrack", "Restart a stopped number (free, once per number)."),
+        "change-carrier": (f"{ST}:change_carrier", "Move a number to another carrier (5 free)."),
+        "changeinfo": (f"{ST}:changeinfo", "Change a number's tag and/or language."),
+        "delete": (f"{ST}:delete", "Delete a number (registering it again is charged)."),
+        "sync": (f"{ST}:sync", "Fetch a number's current data (gettrackinfo, free)."),
+        "reconcile": (f"{ST}:reconcile", "Compare 17TRACK's list of numbers with ours."),
+        "resume-registration": (f"{ST}:resume_registration", "Lift a registration pause."),
     },
     "Pipeline": {
         "status": ("status:status", "Lag, backlog, heartbeats, quota, last jobs, alerts (--watch)."),
         "inbox": ("data:inbox", "Inbox counts, failed rows and their errors; requeue them."),
         "operations": ("data:operations", "The outbox: queued, sent, failed, paused; last errors."),
-        "resume-registration": ("provider17:resume_registration", "Lift a registration pause."),
         "cleanup": ("cleanup:cleanup", "Run a scheduled job now (--dry-run), or --list jobs and last runs."),
         "endpoint": ("endpoints:endpoint", "Outbound events to your systems: add, list, attempts, replay, …"),
     },
@@ -49,7 +52,7 @@ SECTIONS: dict[str, dict[str, tuple[str, str]]] = {
         "replay": ("accounting:replay", "Rebuild state and ledger from the inbox; list differences."),
     },
     "Access": {
-        "create-token": ("provider17:create_token", "Create a token for the JSON API (shown once)."),
+        "create-token": ("admin:create_token", "Create a token for the JSON API (shown once)."),
         "create-admin": ("admin:create_admin", "Create an admin for the admin console (/admin)."),
     },
 }
@@ -73,7 +76,9 @@ class LazyGroup(click.Group):
         if entry is None:
             return None
         module_name, attribute = entry[0].split(":")
-        module = importlib.import_module(f"lifecycle.cli.{module_name}")
+        # A provider's own commands live in its room (lifecycle.providers.<name>.cli).
+        path = module_name if module_name.startswith("lifecycle.") else f"lifecycle.cli.{module_name}"
+        module = importlib.import_module(path)
         return getattr(module, attribute)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:

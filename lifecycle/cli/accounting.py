@@ -54,10 +54,10 @@ def _accounts(session: Session) -> dict[str, Account]:
 def _change_quota_state(drift: bool, allow_overage: bool | None) -> None:
     """The two writes `quota` can make, in one short write transaction before the report is read."""
     from lifecycle import runtime
-    from lifecycle.accounting import drift as drift_check
     from lifecycle.accounting import service
     from lifecycle.db import utcnow
     from lifecycle.operations import pause
+    from lifecycle.providers.seventeentrack import drift as drift_check
 
     with read_session() as session:
         accounts = _accounts(session)
@@ -65,7 +65,7 @@ def _change_quota_state(drift: bool, allow_overage: bool | None) -> None:
         if drift and "17track" in accounts:
             # First, while the transaction has not touched the database: refresh asks getquota before
             # it reads or writes, so SQLite's write lock is never held over the network call.
-            drift_check.refresh(session, accounts["17track"], runtime.client17(), utcnow())
+            drift_check.refresh(session, accounts["17track"], runtime.client("17track"), utcnow())
         if allow_overage is not None:
             service.set_overage_allowed(session, "17track", allow_overage)
             if allow_overage:
@@ -163,10 +163,10 @@ def _print_advice(advice: dict) -> None:
 @click.option("--rules", "rule_set", help="Price the history under another rule set (what-if).")
 def replay(as_json: bool, rule_set: str | None) -> None:
     """Rebuild state and ledger from the inbox and operations history; report differences."""
-    from lifecycle.accounting.replay import replay as rebuild
     from lifecycle.accounting.rules import RulesError
     from lifecycle.cleanup.retention import replay_window
     from lifecycle.db import make_engine
+    from lifecycle.inbox.replay import replay as rebuild
     from lifecycle.observability.progress import on_terminal, reported
 
     # Replay only reads the live database (it rebuilds into a scratch file): a read-only engine.

@@ -1,4 +1,4 @@
-"""`manage.py create-admin`: an account for the admin console."""
+"""`manage.py create-admin` and `create-token`: accounts for the admin console and the JSON API."""
 
 from __future__ import annotations
 
@@ -28,3 +28,14 @@ def create_admin(email: str, password_stdin: bool) -> None:
     except AccountError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"admin {created} created; sign in at /admin")
+
+
+@click.command("create-token")
+@click.argument("name")
+def create_token(name: str) -> None:
+    """Create a token for the JSON API (shown once)."""
+    from lifecycle.api.tokens import create_token as make
+
+    with transaction() as session:
+        token = make(session, name)
+    click.echo(token)

@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import Select, func, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -17,11 +16,10 @@ from lifecycle import metrics
 from lifecycle.accounting.rules import BillableEvent
 from lifecycle.db import utcnow
 from lifecycle.inbox.models import FAILED, PENDING, PROCESSED, InboxEvent
-from lifecycle.providers import cargoai
-from lifecycle.providers import seventeentrack as st
+from lifecycle.providers import registry
+from lifecycle.providers.base import BodyError, ParsedBody, Provider
 from lifecycle.providers.validation import readable, readable_message
-from lifecycle.shipments.apply import BatchEffects, apply_pushes
-from lifecycle.shipments.apply_cargoai import apply_callbacks
+from lifecycle.shipments.apply import BatchEffects, apply_bodies
 from lifecycle.sqlutil import is_retryable
 
 log = logging.getLogger(__name__)
@@ -153,43 +151,46 @@ def process_batch(
     if not rows:
         return {}, 0
     errors: dict[int, str] = {}
-    by_provider: dict[str, list[tuple[int, Any]]] = {st.PROVIDER: [], cargoai.PROVIDER: []}
-    for row in rows:
-        if row.provider not in _PARSERS:
-            errors[row.id] = f"no processor for provider {row.provider!r}"
-            continue
-        try:
-            by_provider[row.provider].append((row.id, _PARSERS[row.provider](row.body)))
-        except (st.PushError, cargoai.CallbackError) as exc:
-            errors[row.id] = readable_message(exc)
-        except Exception as exc:  # whatever else a body provokes, it fails alone (invariant 8)
-            errors[row.id] = readable(exc)
+    by_provider = _parse(rows, errors)
     received = {row.id: row.received_at for row in rows}
-    appliers: dict[str, Applier] = {
-        st.PROVIDER: lambda s, items: _apply_and_charge(s, items, charger, received),
-        cargoai.PROVIDER: apply_callbacks,
-    }
     outcomes: dict[int, str] = {row_id: "failed" for row_id in errors}
     operations = 0
-    for provider, items in by_provider.items():
-        if items:
-            applied, created, delivered = _apply_isolating_poison(session, items, errors, appliers[provider])
-            outcomes |= applied
-            operations += created
-            count_delivered(session, provider, delivered)
+    for name, bodies in by_provider.items():
+        adapter = registry.get(name)
+
+        def apply(session: Session, items: list[tuple[int, ParsedBody]]) -> BatchEffects:
+            return _apply_and_charge(session, adapter, items, charger, received)  # noqa: B023
+
+        applied, created, delivered = _apply_isolating_poison(session, bodies, errors, apply)
+        outcomes |= applied
+        operations += created
+        count_delivered(session, name, delivered)
     _mark(session, rows, outcomes, errors)
     return outcomes, operations
 
 
-_PARSERS: dict[str, Callable[[bytes], Any]] = {
-    st.PROVIDER: st.parse_push,
-    cargoai.PROVIDER: cargoai.parse_callback,
-}
-Applier = Callable[[Session, list[tuple[int, Any]]], BatchEffects]
+def _parse(rows: list[InboxEvent], errors: dict[int, str]) -> dict[str, list[tuple[int, ParsedBody]]]:
+    """Each row's body as canonical events, by provider; a row that cannot be parsed fails alone."""
+    by_provider: dict[str, list[tuple[int, ParsedBody]]] = {}
+    for row in rows:
+        adapter = registry.find(row.provider)
+        if adapter is None:
+            errors[row.id] = f"no processor for provider {row.provider!r}"
+            continue
+        try:
+            by_provider.setdefault(row.provider, []).append((row.id, adapter.parse(row.body)))
+        except BodyError as exc:
+            errors[row.id] = readable_message(exc)
+        except Exception as exc:  # whatever else a body provokes, it fails alone (invariant 8)
+            errors[row.id] = readable(exc)
+    return by_provider
+
+
+Applier = Callable[[Session, list[tuple[int, ParsedBody]]], BatchEffects]
 
 
 def _apply_isolating_poison(
-    session: Session, items: list[tuple[int, Any]], errors: dict[int, str], apply: Applier
+    session: Session, items: list[tuple[int, ParsedBody]], errors: dict[int, str], apply: Applier
 ) -> tuple[dict[int, str], int, int]:
     """Apply the batch in one go; if the database refuses it, retry row by row to find the culprit."""
     try:
@@ -231,11 +232,12 @@ def count_delivered(session: Session, provider: str, delivered: int) -> None:
 
 def _apply_and_charge(
     session: Session,
-    pushes: list[tuple[int, st.Push]],
+    adapter: Provider,
+    bodies: list[tuple[int, ParsedBody]],
     charger: Charger | None,
     received: dict[int, datetime],
 ) -> BatchEffects:
-    effects = apply_pushes(session, pushes, collect_cycles=charger is not None, received=received)
+    effects = apply_bodies(session, adapter, bodies, collect_cycles=charger is not None, received=received)
     if charger is not None and effects.billable:
         charger(session, effects.billable)
     return effects

@@ -5,55 +5,28 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from lifecycle.db import utcnow
+from lifecycle.locks import LEASE_SECONDS
 from lifecycle.metrics import count_operation
 from lifecycle.operations.models import CANCELLED, DONE, FAILED, IN_FLIGHT, PENDING, Operation
-from lifecycle.shipments.models import Shipment
-
-STOPTRACK = "stoptrack"
 
 
-def registration_key(shipment: Shipment) -> str:
-    """Number, carrier and registration generation: what 17TRACK charges and tracks as one."""
-    return f"{shipment.number}:{shipment.carrier}:{shipment.registration_generation}"
-
-
-def stoptrack_row(shipment: Shipment) -> dict[str, Any]:
-    """The outbox row that stops tracking a delivered shipment (one per registration)."""
-    # A retracked number may be stopped once more, so the retrack is part of the business event.
-    key = f"17track:stoptrack:{registration_key(shipment)}:{int(shipment.retracked)}"
-    now = utcnow()
-    return {
-        "provider": "17track",
-        "kind": STOPTRACK,
-        "shipment_id": shipment.id,
-        "number": shipment.number,
-        "carrier": shipment.carrier,
-        "idempotency_key": key,
-        "status": PENDING,
-        "attempts": 0,
-        "next_attempt_at": now,
-        "created_at": now,
-    }
-
-
-def cancel_pending_stoptrack(
-    session: Session, shipment_ids: Sequence[int], reason: str = "stopped by provider"
+def cancel_pending(
+    session: Session, shipment_ids: Sequence[int], kinds: Sequence[str], reason: str = "stopped by provider"
 ) -> None:
-    """No call is needed any more: the provider stopped these (TRACKING_STOPPED), or they are
-    moving again."""
-    if not shipment_ids:
+    """No call is needed any more: the provider stopped these shipments on its own, or they are
+    moving again, so their queued stop operations (`kinds`) are withdrawn while still unsent."""
+    if not shipment_ids or not kinds:
         return
     session.execute(
         update(Operation)
         .where(
             Operation.shipment_id.in_(shipment_ids),
-            Operation.kind == STOPTRACK,
+            Operation.kind.in_(kinds),
             Operation.status == PENDING,
         )
         .values(status=CANCELLED, completed_at=utcnow(), result_message=reason)
@@ -146,3 +119,19 @@ def count_ready(session: Session, provider: str | None = None) -> int:
     if provider:
         stmt = stmt.where(Operation.provider == provider)
     return len(session.scalars(stmt.limit(1)).all())
+
+
+def reclaim_abandoned(session: Session, provider: str, call_timeout: float) -> int:
+    """Give back operations a dead sender left in flight, as soon as its call must have ended.
+
+    Senders run only under the send lock, so an operation still in flight when a sender starts
+    was claimed by a previous holder; once that holder's lease and any call it made are over, it
+    is gone, and waiting for the sweeper's much longer lease would only delay stoptracks.
+    """
+    cutoff = utcnow() - timedelta(seconds=2 * call_timeout + LEASE_SECONDS)
+    stmt = (
+        update(Operation)
+        .where(Operation.provider == provider, Operation.status == IN_FLIGHT, Operation.claimed_at < cutoff)
+        .values(status=PENDING, next_attempt_at=utcnow())
+    )
+    return session.execute(stmt).rowcount or 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, StrictStr, ValidationError
@@ -95,3 +96,16 @@ def readable(exc: BaseException) -> str:
 def readable_message(exc: BaseException) -> str:
     """A parser's own error: its message alone (it already says what is wrong), made storable."""
     return storable(str(exc))[:MAX_ERROR_CHARS]
+
+
+def parse_time(value: Any, error: type[ValueError], what: str = "event time") -> datetime | None:
+    """An ISO-8601 time as aware UTC (no offset means UTC); None when absent; `error` when unreadable."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:  # overflow: year 1 or 9999 shifted out of range
+        raise error(f"unreadable {what} {value[:60]!r}") from exc

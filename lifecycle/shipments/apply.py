@@ -1,12 +1,13 @@
-"""Apply parsed 17TRACK pushes to shipments: the state machine of invariant 3.
+"""Apply canonical events to shipments: the state machine of invariant 3, for every provider.
 
-Works on a whole inbox batch at once: shipments are loaded (and locked) in one query, adopted
-numbers inserted in one statement, transitions and stoptrack operations in one each.
+Works on a whole inbox batch of one provider at once: shipments are loaded (and locked) in one
+query, adopted numbers inserted in one statement, transitions and operations in one each. What
+differs between providers (how a delivered shipment is stopped, what an update costs, what an
+adopted row records) is asked of the provider's adapter.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,19 +16,17 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lifecycle.accounting import events17
 from lifecycle.accounting.rules import BillableEvent
 from lifecycle.db import utcnow
 from lifecycle.operations.models import Operation
-from lifecycle.operations.service import STOPTRACK, cancel_pending_stoptrack, stoptrack_row
+from lifecycle.operations.service import cancel_pending
 from lifecycle.outbound import record as outbound
-from lifecycle.providers import seventeentrack as st
+from lifecycle.providers.base import STOPPED, UPDATE, CanonicalEvent, ParsedBody, Provider
 from lifecycle.shipments.models import UNKNOWN_CARRIER, Shipment, Transition
 from lifecycle.sqlutil import insert_ignoring_conflicts
 from lifecycle.status import TERMINAL_STATUSES
 
 ACTIVE_TRACKING = ("pending", "tracking")
-KNOWN_EVENTS = (st.EVENT_UPDATED, st.EVENT_STOPPED)
 
 
 @dataclass
@@ -37,7 +36,7 @@ class BatchEffects:
     operations: list[dict[str, Any]] = field(default_factory=list)
     seen_keys: set[tuple[int, str]] = field(default_factory=set)
     stopped_shipment_ids: list[int] = field(default_factory=list)
-    # Delivered, then moving again before the auto-stop went out: its stoptrack is withdrawn.
+    # Delivered, then moving again before the auto-stop went out: its stop is withdrawn.
     resumed_shipment_ids: list[int] = field(default_factory=list)
     # Filled only when the rule set in force charges status update cycles.
     collect_cycles: bool = False
@@ -45,96 +44,102 @@ class BatchEffects:
     billable: list[BillableEvent] = field(default_factory=list)
 
 
-def dedupe_key(push: st.Push) -> str:
-    when = push.event_time.isoformat() if push.event_time else ""
-    raw = f"{push.event}|{push.status}|{push.sub_status}|{when}"
-    return hashlib.sha256(raw.encode()).hexdigest()[:40]
+@dataclass
+class _Batch:
+    adapter: Provider
+    effects: BatchEffects
+    shipments: dict[tuple[str, int], Shipment]
 
 
-def apply_pushes(
+def apply_bodies(
     session: Session,
-    pushes: list[tuple[int, st.Push]],
+    adapter: Provider,
+    bodies: list[tuple[int, ParsedBody]],
     collect_cycles: bool = False,
     received: dict[int, datetime] | None = None,
 ) -> BatchEffects:
-    """Apply pushes in inbox order; returns each inbox row's outcome (and billable update cycles)."""
+    """Apply parsed bodies in inbox order; returns each inbox row's outcome (and billable cycles)."""
     effects = BatchEffects(collect_cycles=collect_cycles, received=received or {})
-    known = [(inbox_id, p) for inbox_id, p in pushes if p.event in KNOWN_EVENTS]
-    shipments = _load_or_adopt(session, [push for _, push in known])
-    effects.seen_keys = _existing_keys(session, shipments.values(), known)
-    for inbox_id, push in pushes:
-        if push.event == st.EVENT_UPDATED:
-            outcome = _apply_update(effects, _resolve(shipments, push), push, inbox_id)
-        elif push.event == st.EVENT_STOPPED:
-            outcome = _apply_stopped(effects, _resolve(shipments, push), inbox_id)
-        else:
-            # Stored and reported, never applied: a new provider event must not invent shipments.
-            outcome = "unknown_event"
-        effects.outcomes[inbox_id] = outcome
+    applicable = [e for _, body in bodies for e in body.events if e.kind in (UPDATE, STOPPED)]
+    batch = _Batch(adapter, effects, _load_or_adopt(session, adapter, applicable))
+    effects.seen_keys = _existing_keys(session, batch.shipments.values(), applicable)
+    for inbox_id, body in bodies:
+        outcomes = [_apply_event(batch, event, inbox_id) for event in body.events]
+        effects.outcomes[inbox_id] = _row_outcome(body, outcomes)
     if effects.transitions:
         session.execute(Transition.__table__.insert(), effects.transitions)
         outbound.record_transitions(session, effects.transitions)
     insert_ignoring_conflicts(session, Operation, effects.operations, ["idempotency_key"])
-    cancel_pending_stoptrack(session, effects.stopped_shipment_ids)
-    cancel_pending_stoptrack(session, effects.resumed_shipment_ids, reason="moving again after delivery")
+    stop_kinds = [adapter.stop_kind] if adapter.stop_kind else []
+    cancel_pending(session, effects.stopped_shipment_ids, stop_kinds)
+    cancel_pending(session, effects.resumed_shipment_ids, stop_kinds, reason="moving again after delivery")
     return effects
 
 
-def _resolve(shipments: dict[tuple[str, int], Shipment], push: st.Push) -> Shipment:
-    exact = shipments.get((push.number, push.carrier))
+def _row_outcome(body: ParsedBody, outcomes: list[str]) -> str:
+    if body.history:
+        # The body repeats what was reported before: it counts as applied if anything in it was new.
+        return "applied" if any(o != "duplicate" for o in outcomes) else "duplicate"
+    return outcomes[0] if len(outcomes) == 1 else "applied" if outcomes else "duplicate"
+
+
+def _apply_event(batch: _Batch, event: CanonicalEvent, inbox_id: int) -> str:
+    if event.kind == UPDATE:
+        return _apply_update(batch, _resolve(batch.shipments, event), event, inbox_id)
+    if event.kind == STOPPED:
+        return _apply_stopped(batch.effects, _resolve(batch.shipments, event), event, inbox_id)
+    # Stored and reported, never applied: a new provider event must not invent shipments.
+    return "unknown_event"
+
+
+def _resolve(shipments: dict[tuple[str, int], Shipment], event: CanonicalEvent) -> Shipment:
+    exact = shipments.get((event.number, event.carrier))
     if exact is not None:
         return exact
-    # Registered with auto-detection: the push tells us the carrier 17TRACK detected.
-    detecting = shipments.get((push.number, UNKNOWN_CARRIER))
+    # Registered with auto-detection: the event tells us the carrier the provider detected.
+    detecting = shipments.get((event.number, UNKNOWN_CARRIER))
     if detecting is not None:
-        detecting.carrier = push.carrier
-        shipments[(push.number, push.carrier)] = detecting
+        detecting.carrier = event.carrier
+        shipments[(event.number, event.carrier)] = detecting
         return detecting
     for (number, _carrier), shipment in shipments.items():
-        if number == push.number:
+        if number == event.number:
             return shipment
-    raise LookupError(f"no shipment row for {push.number}/{push.carrier}")
+    raise LookupError(f"no shipment row for {event.number}/{event.carrier}")
 
 
-def _load_or_adopt(session: Session, pushes: Iterable[st.Push]) -> dict[tuple[str, int], Shipment]:
-    known = lock_shipments(session, {p.number for p in pushes})
+def _load_or_adopt(
+    session: Session, adapter: Provider, events: Iterable[CanonicalEvent]
+) -> dict[tuple[str, int], Shipment]:
+    events = list(events)
+    known = lock_shipments(session, {e.number for e in events}, adapter.name)
     numbers_known = {number for number, _ in known}
-    missing: dict[tuple[str, int], st.Push] = {}
-    for push in pushes:
-        key = (push.number, push.carrier)
-        if key in known or key in missing:
+    missing: dict[tuple[str, int], CanonicalEvent] = {}
+    for event in events:
+        key = (event.number, event.carrier)
+        if key in known or key in missing or (event.number, UNKNOWN_CARRIER) in known:
             continue
-        if push.carrier == UNKNOWN_CARRIER and push.number in numbers_known:
+        if event.carrier == UNKNOWN_CARRIER and event.number in numbers_known:
             continue
-        if (push.number, UNKNOWN_CARRIER) in known:
-            continue
-        missing[key] = push
+        missing[key] = event
     if not missing:
         return known
     now = utcnow()
-    rows = [_adopted_row(push, now) for _, push in sorted(missing.items())]
+    rows = [_adopted_row(adapter, event, now) for _, event in sorted(missing.items())]
     insert_ignoring_conflicts(session, Shipment, rows, ["provider", "number", "carrier"])
-    return lock_shipments(session, {number for number, _ in missing} | numbers_known)
+    return lock_shipments(session, {number for number, _ in missing} | numbers_known, adapter.name)
 
 
-def _adopted_row(push: st.Push, now: datetime) -> dict[str, Any]:
-    return {
-        "provider": st.PROVIDER,
-        "number": push.number,
-        "carrier": push.carrier,
-        "status": "pending",
-        "tracking": "tracking",
-        "origin": "adopted",
-        "tag": push.tag,
-        "registration_generation": 1,
-        "created_at": now,
-        "updated_at": now,
-    }
+def _adopted_row(adapter: Provider, event: CanonicalEvent, now: datetime) -> dict[str, Any]:
+    row = {
+        "provider": adapter.name, "number": event.number, "carrier": event.carrier,
+        "status": "pending", "tracking": "tracking", "origin": "adopted",
+        "registration_generation": 1, "created_at": now, "updated_at": now,
+    }  # fmt: skip
+    return row | adapter.adopted(event, now)
 
 
-def lock_shipments(
-    session: Session, numbers: set[str], provider: str = st.PROVIDER
-) -> dict[tuple[str, int], Shipment]:
+def lock_shipments(session: Session, numbers: set[str], provider: str) -> dict[tuple[str, int], Shipment]:
     # Locking in id order keeps two workers' batches from deadlocking on each other.
     stmt = (
         select(Shipment)
@@ -146,11 +151,11 @@ def lock_shipments(
 
 
 def _existing_keys(
-    session: Session, shipments: Iterable[Shipment], pushes: list[tuple[int, st.Push]]
+    session: Session, shipments: Iterable[Shipment], events: list[CanonicalEvent]
 ) -> set[tuple[int, str]]:
     ids = [s.id for s in shipments]
-    keys = {dedupe_key(p) for _, p in pushes}
-    if not ids:
+    keys = {e.dedupe_key for e in events if e.dedupe_key}
+    if not ids or not keys:
         return set()
     stmt = select(Transition.shipment_id, Transition.dedupe_key).where(
         Transition.shipment_id.in_(ids), Transition.dedupe_key.in_(keys)
@@ -158,83 +163,91 @@ def _existing_keys(
     return {tuple(row) for row in session.execute(stmt)}
 
 
-def _is_newer(last: datetime | None, status: str, push: st.Push) -> bool:
-    """Whether the push is newer than the event at `last` (invariant 3; terminal states need a
+def _is_newer(last: datetime | None, status: str, event: CanonicalEvent) -> bool:
+    """Whether the event is newer than the event at `last` (invariant 3; terminal states need a
     strictly newer event)."""
-    if push.event_time is None:
-        # "Not found yet" pushes carry no event; they may only fill in an empty shipment.
+    if event.event_time is None:
+        # "Not found yet" events carry no time; they may only fill in an empty shipment.
         return last is None
-    if last is None or push.event_time > last:
+    if last is None or event.event_time > last:
         return True
-    return push.event_time == last and status not in TERMINAL_STATUSES
+    return event.event_time == last and status not in TERMINAL_STATUSES
 
 
-def _apply_update(effects: BatchEffects, shipment: Shipment, push: st.Push, inbox_id: int) -> str:
-    key = dedupe_key(push)
+def _apply_update(batch: _Batch, shipment: Shipment, event: CanonicalEvent, inbox_id: int) -> str:
+    effects, key = batch.effects, event.dedupe_key
     shipment.last_seen_at = utcnow()
     if (shipment.id, key) in effects.seen_keys:
         return "duplicate"
     effects.seen_keys.add((shipment.id, key))
-    newer, sets_status = _how_it_applies(shipment, push)
-    to_status = push.status if sets_status else shipment.status
-    kind = (
-        "stale" if not (newer or sets_status) else "transition" if to_status != shipment.status else "update"
-    )
-    if kind == "stale":
+    newer, sets_status = _how_it_applies(shipment, event)
+    to_status = event.status if sets_status else shipment.status
+    if not (newer or sets_status):
         # Kept in the history with the status it reported, changing nothing.
-        effects.transitions.append(
-            _transition_row(shipment, push, inbox_id, kind, push.status or to_status, key)
-        )
+        reported = event.status or to_status
+        effects.transitions.append(_transition_row(shipment, event, inbox_id, "stale", reported))  # type: ignore[arg-type]
         return "stale"
-    effects.transitions.append(_transition_row(shipment, push, inbox_id, kind, to_status, key))  # type: ignore[arg-type]
+    kind = "transition" if to_status != shipment.status else "update"
+    effects.transitions.append(_transition_row(shipment, event, inbox_id, kind, to_status))  # type: ignore[arg-type]
     if effects.collect_cycles:
-        tracked = shipment.tracking in ACTIVE_TRACKING and shipment.status != "delivered"
-        received_at = effects.received.get(inbox_id) or utcnow()
-        effects.billable.append(events17.update_cycle(shipment, key, tracked, received_at))
-    if push.carrier_name:
-        shipment.carrier_name = push.carrier_name
+        _charge_cycle(batch, shipment, key, inbox_id)
+    if event.carrier_name:
+        shipment.carrier_name = event.carrier_name
     if newer:
-        shipment.sub_status = push.sub_status
-        shipment.last_event_at = push.event_time or shipment.last_event_at
-        shipment.last_event_description = push.description
+        shipment.sub_status = event.sub_status
+        shipment.last_event_at = event.event_time or shipment.last_event_at
+        shipment.last_event_description = event.description
     if sets_status:
-        shipment.status_event_at = push.event_time or shipment.status_event_at
+        shipment.status_event_at = event.event_time or shipment.status_event_at
     shipment.first_result_at = shipment.first_result_at or utcnow()
     if shipment.tracking == "pending":
         shipment.tracking = "tracking"
-    _set_status(effects, shipment, to_status)  # type: ignore[arg-type]
-    return "applied" if push.status else "unknown_status"
+    _set_status(batch, shipment, to_status)  # type: ignore[arg-type]
+    return "applied" if event.status else "unknown_status"
 
 
-def _how_it_applies(shipment: Shipment, push: st.Push) -> tuple[bool, bool]:
-    """(newer than the last event, sets the status). An older push still sets the status when the
-    pushes since carried statuses we do not know: the status keeps its own watermark, so any order
+def _charge_cycle(batch: _Batch, shipment: Shipment, key: str, inbox_id: int) -> None:
+    tracked = shipment.tracking in ACTIVE_TRACKING and shipment.status != "delivered"
+    received_at = batch.effects.received.get(inbox_id) or utcnow()
+    cycle = batch.adapter.update_cycle(shipment, key, tracked, received_at)
+    if cycle is not None:
+        batch.effects.billable.append(cycle)
+
+
+def _how_it_applies(shipment: Shipment, event: CanonicalEvent) -> tuple[bool, bool]:
+    """(newer than the last event, sets the status). An older event still sets the status when the
+    events since carried statuses we do not know: the status keeps its own watermark, so any order
     of arrival ends in the same state."""
-    newer = _is_newer(shipment.last_event_at, shipment.status, push)
-    if push.status is None:
+    newer = _is_newer(shipment.last_event_at, shipment.status, event)
+    if event.status is None:
         return newer, False
     # None: no event has set the status yet (migration 0009 filled it in for older rows).
-    return newer, newer or _is_newer(shipment.status_event_at, shipment.status, push)
+    return newer, newer or _is_newer(shipment.status_event_at, shipment.status, event)
 
 
-def _set_status(effects: BatchEffects, shipment: Shipment, to_status: str) -> None:
+def _set_status(batch: _Batch, shipment: Shipment, to_status: str) -> None:
     """The status, and the auto-stop it implies: queued on delivery, withdrawn (while unsent) when a
     newer event shows the parcel moving again, as a return after a delivery scan does."""
-    was = shipment.status
+    was, effects = shipment.status, batch.effects
     shipment.status = to_status
     if to_status == "delivered" and shipment.tracking in ACTIVE_TRACKING:
-        shipment.tracking = "stopping"
-        effects.operations.append(stoptrack_row(shipment))
+        stop = batch.adapter.stop_row(shipment)
+        if stop is None:  # stopping needs no call (a polled AWB is simply no longer polled)
+            shipment.tracking, shipment.stopped_at = "stopped", utcnow()
+        else:
+            shipment.tracking = "stopping"
+            effects.operations.append(stop)
     elif was == "delivered" and to_status not in TERMINAL_STATUSES and shipment.tracking == "stopping":
         shipment.tracking = "tracking"
+        stop_kind = batch.adapter.stop_kind
         effects.operations = [
             row for row in effects.operations
-            if not (row["shipment_id"] == shipment.id and row["kind"] == STOPTRACK)
+            if not (row["shipment_id"] == shipment.id and row["kind"] == stop_kind)
         ]  # fmt: skip
         effects.resumed_shipment_ids.append(shipment.id)
 
 
-def _apply_stopped(effects: BatchEffects, shipment: Shipment, inbox_id: int) -> str:
+def _apply_stopped(effects: BatchEffects, shipment: Shipment, event: CanonicalEvent, inbox_id: int) -> str:
     if shipment.tracking == "stopped":
         return "duplicate"
     effects.transitions.append(
@@ -246,7 +259,7 @@ def _apply_stopped(effects: BatchEffects, shipment: Shipment, inbox_id: int) -> 
             "to_status": shipment.status,
             "sub_status": shipment.sub_status,
             "event_time": None,
-            "description": "TRACKING_STOPPED",
+            "description": event.description or "stopped by the provider",
             "dedupe_key": f"stopped:{inbox_id}",
             "recorded_at": utcnow(),
         }
@@ -258,7 +271,7 @@ def _apply_stopped(effects: BatchEffects, shipment: Shipment, inbox_id: int) -> 
 
 
 def _transition_row(
-    shipment: Shipment, push: st.Push, inbox_id: int, kind: str, to_status: str, key: str
+    shipment: Shipment, event: CanonicalEvent, inbox_id: int, kind: str, to_status: str
 ) -> dict[str, Any]:
     return {
         "shipment_id": shipment.id,
@@ -266,9 +279,9 @@ def _transition_row(
         "kind": kind,
         "from_status": shipment.status,
         "to_status": to_status,
-        "sub_status": push.sub_status,
-        "event_time": push.event_time,
-        "description": push.description,
-        "dedupe_key": key,
+        "sub_status": event.sub_status,
+        "event_time": event.event_time,
+        "description": event.description,
+        "dedupe_key": event.dedupe_key,
         "recorded_at": utcnow(),
     }

@@ -13,6 +13,7 @@ from typing import TextIO
 
 from sqlalchemy.orm import Session
 
+from config.settings import Settings
 from lifecycle.shipments.registration import Registration, register
 
 COLUMNS = ("number", "carrier", "lang", "tag")
@@ -59,7 +60,7 @@ def import_csv(
     session_factory: Callable[[], Session],
     on_problem: Callable[[int, str, str], None] = lambda line, number, message: None,
     on_chunk: Callable[[], None] = lambda: None,
-    cargoai_configured: bool = True,
+    settings: Settings | None = None,
 ) -> ImportReport:
     """Queue every good row; report every bad one, in line order, with its line number."""
     report = ImportReport()
@@ -71,9 +72,9 @@ def import_csv(
         except ValueError as exc:
             chunk.append((line, row[0] if row else "", str(exc)))
         if len(chunk) >= CHUNK:
-            _flush(chunk, session_factory, report, on_problem, cargoai_configured)
+            _flush(chunk, session_factory, report, on_problem, settings)
             on_chunk()
-    _flush(chunk, session_factory, report, on_problem, cargoai_configured)
+    _flush(chunk, session_factory, report, on_problem, settings)
     return report
 
 
@@ -82,12 +83,12 @@ def _flush(
     session_factory: Callable[[], Session],
     report: ImportReport,
     on_problem: Callable[[int, str, str], None],
-    cargoai_configured: bool,
+    settings: Settings | None,
 ) -> None:
     registrations = [parsed for _, _, parsed in chunk if isinstance(parsed, Registration)]
     if registrations:
         with session_factory() as session, session.begin():
-            outcomes = iter(register(session, registrations, cargoai_configured=cargoai_configured))
+            outcomes = iter(register(session, registrations, settings))
     for line, number, parsed in chunk:
         if isinstance(parsed, str):
             report.malformed += 1

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lifecycle.providers import awb
-
 
 @dataclass(frozen=True)
 class Registration:
@@ -13,18 +11,12 @@ class Registration:
     carrier: int | None = None
     lang: str | None = None
     tag: str | None = None
-    # None: an AWB-shaped number goes to CargoAi, anything else to 17TRACK.
+    # None: the provider whose adapter claims the number (AWBs: CargoAi), else 17TRACK.
     provider: str | None = None
     # CargoAi only: push (subscription) or pull (polled); emails and interline airline code.
     mode: str | None = None
     emails: tuple[str, ...] = ()
     airline_code: str | None = None
-
-    @property
-    def target(self) -> str:
-        if self.provider:
-            return self.provider
-        return "cargoai" if awb.looks_like_awb(self.number) else "17track"
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,9 @@ from werkzeug.exceptions import HTTPException
 
 
 def register_blueprints(app: Flask) -> None:
-    from lifecycle.web import api, health, webhooks, webhooks_cargoai
+    from lifecycle.web import api, health, webhooks
 
     app.register_blueprint(webhooks.bp)
-    app.register_blueprint(webhooks_cargoai.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
 

@@ -12,8 +12,10 @@ from sqlalchemy import select
 from lifecycle import runtime
 from lifecycle.api.tokens import authenticate
 from lifecycle.extensions import db
+from lifecycle.providers import registry
 from lifecycle.providers.numbers import normalise
-from lifecycle.shipments import commands, queries
+from lifecycle.providers.seventeentrack import commands
+from lifecycle.shipments import queries
 from lifecycle.shipments.models import Shipment
 from lifecycle.shipments.registration import register
 from lifecycle.web import api_input
@@ -87,16 +89,12 @@ def register_shipments():  # type: ignore[no-untyped-def]
     body = api_input.json_body()
     if not isinstance(body, dict):
         abort(400, "JSON object expected")
-    if body.get("provider") not in (None, "17track", "cargoai"):
-        abort(422, f"provider {str(body['provider'])[:40]!r} is not supported (17track or cargoai)")
+    if body.get("provider") is not None and registry.find(body.get("provider")) is None:
+        known = " or ".join(registry.names())
+        abort(422, f"provider {str(body['provider'])[:40]!r} is not supported ({known})")
     requested = api_input.registrations(body)
     with db.new_session() as session, session.begin():
-        outcomes = register(
-            session,
-            requested,
-            default_mode=runtime.settings().cargoai_mode,
-            cargoai_configured=bool(runtime.settings().cargoai_api_key.get_secret_value()),
-        )
+        outcomes = register(session, requested, runtime.settings())
     if any(o.ok for o in outcomes):
         runtime.signal(runtime.FLUSH_OPERATIONS)
     return jsonify(results=[o.as_json() for o in outcomes]), 202

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from functools import cache
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -10,7 +11,8 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from lifecycle import runtime
 from lifecycle.metrics import WEBHOOKS
-from lifecycle.providers import seventeentrack as st
+from lifecycle.providers import registry
+from lifecycle.providers.base import BodyError
 from lifecycle.providers.validation import load_json
 
 
@@ -21,19 +23,12 @@ class MalformedJson(ValueError):
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 log = logging.getLogger(__name__)
 
-# Every accepted push goes through here: the counter child is bound once, not looked up per request.
-_STORED = WEBHOOKS.labels(provider=st.PROVIDER, result="stored")
-
 
 def refuse(provider: str, status: int, error: str, message: str):  # type: ignore[no-untyped-def]
     WEBHOOKS.labels(provider=provider, result=error).inc()
     # The reason only: neither the body nor the message (which may quote it) is logged.
     log.info("webhook refused", extra={"provider": provider, "reason": error, "status": status})
     return jsonify(error=error, message=message), status
-
-
-def _refuse(status: int, error: str, message: str):  # type: ignore[no-untyped-def]
-    return refuse(st.PROVIDER, status, error, message)
 
 
 def read_body(provider: str) -> bytes | tuple:
@@ -62,38 +57,49 @@ def _read_at_most(stream: Any, size: int) -> bytes:
     return b"".join(chunks)
 
 
-def store(provider: str, raw: bytes, stored_counter: Any):  # type: ignore[no-untyped-def]
+def store(provider: str, raw: bytes):  # type: ignore[no-untyped-def]
     """Commit the raw body to the inbox and answer 200; 503 (the provider retries) if it cannot."""
     try:
         inbox_id = runtime.inbox_writer().write(provider, raw)
     except Exception:
         current_app.logger.exception("could not store a %s webhook", provider)
         return refuse(provider, 503, "storage_unavailable", "could not store the event; retry later")
-    stored_counter.inc()
+    _stored_counter(provider).inc()
     return _stored(inbox_id)
 
 
-@bp.post("/17track")
-def seventeentrack():  # type: ignore[no-untyped-def]
-    """Receive a 17TRACK push: 200 once its raw body is committed to the inbox."""
-    raw = read_body(st.PROVIDER)
+@cache
+def _stored_counter(provider: str) -> Any:
+    # Every accepted webhook goes through here: the counter child is bound once per provider.
+    return WEBHOOKS.labels(provider=provider, result="stored")
+
+
+@bp.post("/<provider>")
+def receive(provider: str):  # type: ignore[no-untyped-def]
+    """Receive a provider's webhook: 200 once its raw body is committed to the inbox.
+
+    The adapter says whether the request is authentic and whether the body has its provider's
+    shape; nothing else is done here (invariant 1). The public URLs are /webhooks/17track and
+    /webhooks/cargoai, one per adapter in lifecycle/providers/registry.py.
+    """
+    adapter = registry.find(provider)
+    if adapter is None:
+        return jsonify(error="unknown_provider", message=f"no webhook for {provider[:40]!r}"), 404
+    raw = read_body(adapter.name)
     if not isinstance(raw, bytes):
         return raw
-    key = runtime.settings().seventeentrack_api_key.get_secret_value()
-    if not key:
-        # Fail closed, and with a status 17TRACK retries: nothing is lost while it is configured.
-        return _refuse(503, "not_configured", "SEVENTEENTRACK_API_KEY is not set")
-    if not st.signature_is_valid(raw, request.headers.get("sign"), key):
-        return _refuse(401, "bad_signature", "missing or invalid 'sign' header")
+    refusal = adapter.verify(raw, request.headers, runtime.settings())
+    if refusal is not None:
+        return refuse(adapter.name, refusal.status, refusal.error, refusal.message)
     try:
         payload = load_json(raw, MalformedJson)
     except MalformedJson as exc:
-        return _refuse(400, "malformed_json", str(exc))
+        return refuse(adapter.name, 400, "malformed_json", str(exc))
     try:
-        st.check_envelope(payload)
-    except st.PushError as exc:
-        return _refuse(400, "not_a_17track_event", str(exc))
-    return store(st.PROVIDER, raw, _STORED)
+        adapter.check_envelope(payload)
+    except BodyError as exc:
+        return refuse(adapter.name, 400, adapter.not_an_event, str(exc))
+    return store(adapter.name, raw)
 
 
 def _stored(inbox_id: int) -> Response:

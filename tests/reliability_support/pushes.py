@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import requests
 
-from lifecycle.providers import seventeentrack as st
+from lifecycle.providers.seventeentrack import webhook as st
 from simulators.seventeentrack import pushes
 from tests.conftest import API_KEY
 

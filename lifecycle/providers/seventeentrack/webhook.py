@@ -5,14 +5,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
 
-from lifecycle.providers.numbers import normalise_17track
-from lifecycle.providers.payloads17 import LatestEvent, LatestStatus, PushEnvelope
-from lifecycle.providers.validation import describe, load_json
+from lifecycle.providers.base import BodyError
+from lifecycle.providers.seventeentrack.numbers import normalise as normalise_17track
+from lifecycle.providers.seventeentrack.payloads import LatestEvent, LatestStatus, PushEnvelope
+from lifecycle.providers.validation import describe, load_json, parse_time
 
 PROVIDER = "17track"
 EVENT_UPDATED = "TRACKING_UPDATED"
@@ -39,7 +40,7 @@ _SUB_STATUS = {"Exception_Returning": "returning", "Exception_Returned": "return
 MAX_SUB_STATUS = 64
 
 
-class PushError(ValueError):
+class PushError(BodyError):
     """The body is not a 17TRACK push this service can apply."""
 
 
@@ -93,19 +94,6 @@ def map_status(main: str | None, sub: str | None) -> tuple[str | None, str | Non
     return None, verbatim[:MAX_SUB_STATUS] if verbatim else None
 
 
-def parse_time(value: Any, error: type[ValueError] = PushError, what: str = "event time") -> datetime | None:
-    """An ISO-8601 time as aware UTC (no offset means UTC); None when absent; `error` when unreadable."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        return parsed.astimezone(UTC)
-    except (ValueError, OverflowError) as exc:  # overflow: year 1 or 9999 shifted out of range
-        raise error(f"unreadable {what} {value[:60]!r}") from exc
-
-
 def parse_push(raw_body: bytes) -> Push:
     """Parse a stored push body; raises PushError with a readable reason whatever the body holds."""
     payload = load_json(raw_body, PushError)
@@ -126,7 +114,7 @@ def parse_push(raw_body: bytes) -> Push:
     latest_status = data.track_info.latest_status or LatestStatus()
     latest_event = data.track_info.latest_event or LatestEvent()
     status, sub_status = map_status(latest_status.status, latest_status.sub_status)
-    event_time = parse_time(latest_event.time_utc) or parse_time(latest_event.time_iso)
+    event_time = parse_time(latest_event.time_utc, PushError) or parse_time(latest_event.time_iso, PushError)
     return Push(
         **base,
         status=status,

@@ -14,7 +14,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, or_, select
 
 from lifecycle.cleanup.runs import JobContext, batches, describe, raise_alert, resolve_alert
-from lifecycle.operations.service import cancel_pending_stoptrack
+from lifecycle.operations.service import cancel_pending
+from lifecycle.providers.seventeentrack.kinds import STOPTRACK
 from lifecycle.shipments.models import Shipment
 
 JOB = "mirror-17track"
@@ -55,7 +56,7 @@ def _auto_stop(context: JobContext, rule: str, condition: ColumnElement[bool], a
             shipment.stopped_at = min(last_change + after, context.now)
             shipment.last_error = f"stopped by 17TRACK: {after.days} days without a change ({rule})"
         # 17TRACK has stopped them already: a stoptrack still waiting would only spend a call.
-        cancel_pending_stoptrack(session, [s.id for s in shipments])
+        cancel_pending(session, [s.id for s in shipments], [STOPTRACK])
 
 
 def _stopped_before(cutoff: datetime) -> ColumnElement[bool]:

@@ -10,9 +10,9 @@ from datetime import datetime
 
 from lifecycle.accounting.rules import BillableEvent
 from lifecycle.db import utcnow
-from lifecycle.operations.kinds17 import QUOTA_ERRORS
 from lifecycle.operations.models import Operation
-from lifecycle.providers import seventeentrack as st
+from lifecycle.providers.seventeentrack import webhook as st
+from lifecycle.providers.seventeentrack.kinds import QUOTA_ERRORS
 from lifecycle.shipments.models import Shipment
 
 PROVIDER = "17track"

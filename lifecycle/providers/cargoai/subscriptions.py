@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from lifecycle.db import utcnow
 from lifecycle.operations.models import Operation
-from lifecycle.providers import awb
+from lifecycle.providers.cargoai import awb
 from lifecycle.shipments.models import Shipment
 from lifecycle.shipments.requests import Outcome, Registration
 from lifecycle.sqlutil import insert_ignoring_conflicts
@@ -22,6 +22,10 @@ from lifecycle.sqlutil import insert_ignoring_conflicts
 PROVIDER = "cargoai"
 SUBSCRIPTION_LIFETIME = timedelta(weeks=3)
 LIVE = ("pending", "tracking", "stopping")
+NO_KEY = (
+    "CargoAi is not configured: set CARGOAI_API_KEY (and restart) to track AWBs, "
+    "or pass --provider 17track to send this number to 17TRACK"
+)
 
 
 def subscribe(session: Session, requests: Sequence[Registration], default_mode: str) -> list[Outcome]:
@@ -95,3 +99,15 @@ def renew_or_expire(session: Session, renew: bool, within: timedelta = timedelta
             shipment.last_error = "CargoAi subscription expired after 3 weeks (renewal is off)"
             expired += 1
     return {"renewed": renewed, "expired": expired}
+
+
+def unsubscribe_row(shipment: Shipment) -> dict[str, object]:
+    """The outbox row that ends an AWB's subscription, one per subscription: the DLV callback and
+    the safety net decide the same business event, so they queue it once."""
+    now = utcnow()
+    return {
+        "provider": PROVIDER, "kind": "unsubscribe", "shipment_id": shipment.id,
+        "number": shipment.number, "carrier": shipment.carrier, "payload": {},
+        "idempotency_key": f"cargoai:unsubscribe:{shipment.number}:{shipment.subscriptions}",
+        "status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now,
+    }  # fmt: skip

@@ -22,8 +22,8 @@ from lifecycle.accounting.models import LedgerEntry
 from lifecycle.accounting.rules import BillableEvent
 from lifecycle.db import utcnow
 from lifecycle.inbox.models import InboxEvent
-from lifecycle.providers.client17 import ProviderError
-from lifecycle.providers.client_cargoai import CargoAiClient
+from lifecycle.providers.base import ProviderError
+from lifecycle.providers.cargoai.client import CargoAiClient
 from lifecycle.shipments.models import Shipment
 
 PROVIDER = "cargoai"

@@ -13,7 +13,7 @@ from lifecycle.accounting.ledger import Account
 from lifecycle.accounting.models import UsageTotal
 from lifecycle.accounting.rules import BillableEvent
 from lifecycle.operations.models import ServiceState
-from lifecycle.providers.client17 import SeventeenTrackClient
+from lifecycle.providers.seventeentrack.client import SeventeenTrackClient
 from lifecycle.shipments.models import Shipment
 
 

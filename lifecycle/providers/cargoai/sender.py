@@ -18,10 +18,9 @@ from lifecycle.accounting.rules import BillableEvent
 from lifecycle.db import utcnow
 from lifecycle.operations import service
 from lifecycle.operations.models import Operation
-from lifecycle.operations.sender import reclaim_abandoned
-from lifecycle.providers.client17 import ProviderError
-from lifecycle.providers.client_cargoai import CargoAiClient
-from lifecycle.shipments.cargoai_subscriptions import SUBSCRIPTION_LIFETIME
+from lifecycle.providers.base import ProviderError, SendReport
+from lifecycle.providers.cargoai.client import CargoAiClient
+from lifecycle.providers.cargoai.subscriptions import SUBSCRIPTION_LIFETIME
 from lifecycle.shipments.models import Shipment
 
 PROVIDER = "cargoai"
@@ -35,16 +34,16 @@ class CargoAiSender:
     account: Account | None = None
     thresholds: tuple[int, ...] = ()
     max_attempts: int = 20
-    report: dict[str, int] = field(default_factory=lambda: {"calls": 0, "done": 0, "failed": 0, "retried": 0})
+    report: SendReport = field(default_factory=SendReport)
 
-    def flush(self, max_seconds: float = 20.0) -> dict[str, int]:
+    def flush(self, max_seconds: float = 20.0) -> SendReport:
         deadline = time.monotonic() + max_seconds
         with self.session_factory() as session, session.begin():
-            reclaim_abandoned(session, PROVIDER, self.client.timeout)
-        while time.monotonic() < deadline and any(
-            [self._send_one("subscribe"), self._send_one("unsubscribe")]
-        ):
-            pass
+            service.reclaim_abandoned(session, PROVIDER, self.client.timeout)
+        while any([self._send_one("subscribe"), self._send_one("unsubscribe")]):
+            if time.monotonic() > deadline:
+                self.report.more = True  # the caller signals again
+                break
         return self.report
 
     def _send_one(self, kind: str) -> bool:
@@ -53,7 +52,7 @@ class CargoAiSender:
             if not claimed:
                 return False
             op_id, number, payload = claimed[0].id, claimed[0].number, dict(claimed[0].payload)
-        self.report["calls"] += 1
+        self.report.calls += 1
         try:
             if kind == "subscribe":
                 answer = self.client.subscribe(number, self.callback_url, payload.get("emails") or [],
@@ -64,7 +63,7 @@ class CargoAiSender:
             with self.session_factory() as session, session.begin():
                 op = session.get_one(Operation, op_id)
                 service.retry_later([op], str(exc), self.max_attempts, 1.0 if exc.transient else 60.0)
-            self.report["retried"] += 1
+            self.report.retried += 1
             return True
         with self.session_factory() as session, session.begin():
             self._settle(session, session.get_one(Operation, op_id), *answer)
@@ -85,7 +84,10 @@ class CargoAiSender:
             if ok and shipment is not None:
                 shipment.tracking, shipment.stopped_at = "stopped", utcnow()
         service.settle(op, status, message, ok=ok)
-        self.report["done" if ok else "failed"] += 1
+        if ok:
+            self.report.done += 1
+        else:
+            self.report.failed += 1
 
     def _subscribed(self, session: Session, op: Operation, shipment: Shipment) -> None:
         shipment.subscriptions = (shipment.subscriptions or 0) + 1

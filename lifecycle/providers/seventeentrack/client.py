@@ -9,21 +9,8 @@ from typing import Any
 import requests
 
 from lifecycle.metrics import observe_call
+from lifecycle.providers.base import ProviderError
 from lifecycle.ratelimit import Limiter
-
-
-class ProviderError(Exception):
-    """A call that did not produce a per-item answer."""
-
-    def __init__(
-        self, message: str, *, transient: bool, code: int | None = None, answer_lost: bool = False
-    ) -> None:
-        super().__init__(message)
-        self.transient = transient
-        self.code = code
-        # The request may have reached the provider and been carried out; only its answer is missing
-        # (read timeout, connection dropped after sending). Registrations are charged even so.
-        self.answer_lost = answer_lost
 
 
 def _answer_lost(exc: requests.RequestException) -> bool:

@@ -12,7 +12,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from lifecycle.cleanup.runs import JobContext, batches, describe, raise_alert
-from lifecycle.shipments import cargoai_subscriptions
+from lifecycle.providers.cargoai import subscriptions as cargoai_subscriptions
 from lifecycle.shipments.models import Shipment
 
 JOB = "cargoai-subscriptions"

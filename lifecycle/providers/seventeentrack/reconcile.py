@@ -14,9 +14,9 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from lifecycle.db import utcnow
-from lifecycle.operations.service import registration_key
-from lifecycle.providers.client17 import SeventeenTrackClient
-from lifecycle.shipments.commands import queue
+from lifecycle.providers.seventeentrack.client import SeventeenTrackClient
+from lifecycle.providers.seventeentrack.commands import queue
+from lifecycle.providers.seventeentrack.kinds import registration_key
 from lifecycle.shipments.models import Shipment
 
 PROVIDER = "17track"

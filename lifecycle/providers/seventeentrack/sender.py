@@ -9,55 +9,25 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lifecycle.accounting import events17
 from lifecycle.accounting import service as accountant
 from lifecycle.accounting.ledger import Account
 from lifecycle.accounting.periods import next_month_start
 from lifecycle.accounting.rules import BillableEvent
 from lifecycle.db import utcnow
-from lifecycle.locks import LEASE_SECONDS
 from lifecycle.operations import pause, service
-from lifecycle.operations.kinds17 import DONE, ERR_DAILY_LIMIT, HOLD, KINDS, QUOTA_ERRORS, Kind
-from lifecycle.operations.models import IN_FLIGHT, PENDING, Operation
-from lifecycle.providers.client17 import ProviderError, SeventeenTrackClient
+from lifecycle.operations.models import PENDING, Operation
+from lifecycle.providers.base import ProviderError, SendReport
+from lifecycle.providers.seventeentrack import billing as events17
+from lifecycle.providers.seventeentrack.client import SeventeenTrackClient
+from lifecycle.providers.seventeentrack.kinds import DONE, ERR_DAILY_LIMIT, HOLD, KINDS, QUOTA_ERRORS, Kind
 from lifecycle.shipments.models import Shipment
 
 PROVIDER = "17track"
-
-
-@dataclass
-class FlushReport:
-    calls: int = 0
-    done: int = 0
-    failed: int = 0
-    retried: int = 0
-    held: int = 0
-    # Answers written to the inbox (gettrackinfo), to be applied by the inbox workers.
-    pulled: int = 0
-    more: bool = False
-    paused: dict[str, Any] = field(default_factory=dict)
-
-
-def reclaim_abandoned(session: Session, provider: str, call_timeout: float) -> int:
-    """Give back operations a dead sender left in flight, as soon as its call must have ended.
-
-    Senders run only under the send lock, so an operation still in flight when a sender starts
-    was claimed by a previous holder; once that holder's lease and any call it made are over, it
-    is gone, and waiting for the sweeper's much longer lease would only delay stoptracks.
-    """
-    cutoff = utcnow() - timedelta(seconds=2 * call_timeout + LEASE_SECONDS)
-    stmt = (
-        update(Operation)
-        .where(Operation.provider == provider, Operation.status == IN_FLIGHT, Operation.claimed_at < cutoff)
-        .values(status=PENDING, next_attempt_at=utcnow())
-    )
-    return session.execute(stmt).rowcount or 0
 
 
 @dataclass
@@ -70,16 +40,16 @@ class Sender:
     account: Account | None = None
     thresholds: tuple[int, ...] = ()
     allow_overage: bool = False
-    report: FlushReport = field(default_factory=FlushReport)
+    report: SendReport = field(default_factory=SendReport)
 
-    def flush(self, max_seconds: float | None = None) -> FlushReport:
+    def flush(self, max_seconds: float | None = None) -> SendReport:
         """Send due operations, one call per kind per round, until none is left or time is up.
 
         `report.more` says whether work was left when time ran out (the caller signals again).
         """
         deadline = None if max_seconds is None else time.monotonic() + max_seconds
         with self.session_factory() as session, session.begin():
-            reclaim_abandoned(session, PROVIDER, self.client.timeout)
+            service.reclaim_abandoned(session, PROVIDER, self.client.timeout)
         while any([self._send_one_batch(kind) for kind in KINDS.values()]):
             if deadline is not None and time.monotonic() > deadline:
                 self.report.more = True

@@ -17,10 +17,38 @@ from sqlalchemy.orm import Session
 from lifecycle.db import utcnow
 from lifecycle.inbox.models import InboxEvent
 from lifecycle.operations.models import Operation
-from lifecycle.providers import seventeentrack as st
+from lifecycle.providers.seventeentrack import webhook as st
+from lifecycle.providers.seventeentrack.webhook import PROVIDER
 from lifecycle.shipments.models import Shipment
 
 DONE, FAILED, HOLD = "done", "failed", "hold"
+STOPTRACK = "stoptrack"
+
+
+def registration_key(shipment: Shipment) -> str:
+    """Number, carrier and registration generation: what 17TRACK charges and tracks as one."""
+    return f"{shipment.number}:{shipment.carrier}:{shipment.registration_generation}"
+
+
+def stoptrack_row(shipment: Shipment) -> dict[str, Any]:
+    """The outbox row that stops tracking a delivered shipment (one per registration)."""
+    # A retracked number may be stopped once more, so the retrack is part of the business event.
+    key = f"17track:stoptrack:{registration_key(shipment)}:{int(shipment.retracked)}"
+    now = utcnow()
+    return {
+        "provider": PROVIDER,
+        "kind": STOPTRACK,
+        "shipment_id": shipment.id,
+        "number": shipment.number,
+        "carrier": shipment.carrier,
+        "idempotency_key": key,
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
+
+
 ERR_DAILY_LIMIT = -18019907
 ERR_QUOTA_OUT = -18019908
 QUOTA_ERRORS = frozenset({ERR_DAILY_LIMIT, ERR_QUOTA_OUT})

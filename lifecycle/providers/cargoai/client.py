@@ -9,7 +9,7 @@ from typing import Any
 import requests
 
 from lifecycle.metrics import observe_call
-from lifecycle.providers.client17 import ProviderError
+from lifecycle.providers.base import ProviderError
 from lifecycle.ratelimit import Limiter
 
 

@@ -11,11 +11,11 @@ from typing import Any
 
 from sqlalchemy import select
 
-from lifecycle.accounting import drift
 from lifecycle.cleanup.runs import JobContext, batches, raise_alert, resolve_alert
+from lifecycle.providers.seventeentrack import drift
+from lifecycle.providers.seventeentrack.reconcile import _EXPECTED as EXPECTED_AT_17TRACK
+from lifecycle.providers.seventeentrack.reconcile import provider_list
 from lifecycle.shipments.models import Shipment
-from lifecycle.shipments.reconcile import _EXPECTED as EXPECTED_AT_17TRACK
-from lifecycle.shipments.reconcile import provider_list
 
 JOB = "reconcile"
 LIST_ALERT = "reconcile:17track"

@@ -11,10 +11,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from lifecycle.providers import awb
-from lifecycle.providers.payloads_cargoai import CallbackBody, Event
-from lifecycle.providers.seventeentrack import parse_time
-from lifecycle.providers.validation import describe, load_json
+from lifecycle.providers.base import BodyError
+from lifecycle.providers.cargoai import awb
+from lifecycle.providers.cargoai.payloads import CallbackBody, Event
+from lifecycle.providers.validation import describe, load_json, parse_time
 
 PROVIDER = "cargoai"
 
@@ -41,7 +41,7 @@ _STATUS = {
 DELIVERED = "DLV"
 
 
-class CallbackError(ValueError):
+class CallbackError(BodyError):
     """The body is not a CargoAi callback this service can apply."""
 
 

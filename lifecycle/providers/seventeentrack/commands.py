@@ -14,9 +14,10 @@ from sqlalchemy.orm import Session
 
 from lifecycle.db import utcnow
 from lifecycle.operations.models import Operation
-from lifecycle.operations.service import registration_key, stoptrack_row
+from lifecycle.providers.seventeentrack.kinds import registration_key, stoptrack_row
+from lifecycle.providers.seventeentrack.webhook import PROVIDER
 from lifecycle.shipments.models import Shipment
-from lifecycle.shipments.registration import PROVIDER, Outcome
+from lifecycle.shipments.requests import Outcome
 from lifecycle.sqlutil import insert_ignoring_conflicts
 
 MAX_CARRIER_CHANGES = 5

@@ -14,13 +14,14 @@ from decimal import Decimal
 
 from sqlalchemy.orm import Session
 
-from lifecycle.accounting import events17, ledger
+from lifecycle.accounting import ledger
 from lifecycle.accounting.ledger import Account, total_key
 from lifecycle.accounting.models import UsageTotal
 from lifecycle.accounting.rules import BillableEvent, Charge
 from lifecycle.db import utcnow
 from lifecycle.operations.models import Operation
-from lifecycle.shipments.commands import MAX_CARRIER_CHANGES
+from lifecycle.providers.seventeentrack import billing as events17
+from lifecycle.providers.seventeentrack.commands import MAX_CARRIER_CHANGES
 from lifecycle.shipments.models import Shipment
 
 COMMANDS = ("stop", "retrack", "sync", "change-carrier", "set-language", "delete")
