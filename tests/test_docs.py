@@ -15,6 +15,7 @@ import pytest
 
 from config.settings import Settings
 from lifecycle.cli import cli
+from lifecycle.providers.generic.config import GenericSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -30,7 +31,13 @@ def _readme_table_variables() -> set[str]:
 
 
 def _settings_variables() -> set[str]:
-    return {name.upper() for name in Settings.model_fields}
+    # The generic provider reads its own settings class (GENERIC_*), kept inside its package.
+    classes = (Settings, GenericSettings)
+    return {
+        (cls.model_config.get("env_prefix", "") + name).upper()
+        for cls in classes
+        for name in cls.model_fields
+    }
 
 
 def test_the_readme_table_lists_every_setting_and_nothing_else():
