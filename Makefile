@@ -29,15 +29,11 @@ format: $(STAMP)
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
-bench: $(STAMP)  ## benchmarks (PostgreSQL + Redis + wrk); they print ratios, they are not tests
-	$(PY) bench/webhook_ack.py
-	$(PY) bench/e2e.py
-	$(PY) bench/cli_startup.py
+bench: $(STAMP)  ## issue 11's targets as one table + bench/out/latest.json (needs PostgreSQL, Redis, wrk)
+	$(PY) bench/run_all.py
 
-bench-smoke: $(STAMP)
-	$(PY) bench/webhook_ack.py --smoke
-	$(PY) bench/e2e.py --smoke
-	$(PY) bench/cli_startup.py --smoke
+bench-smoke: $(STAMP)  ## the same runner at tiny sizes (~2 min on a quiet machine)
+	$(PY) bench/run_all.py --smoke
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

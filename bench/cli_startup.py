@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _report when imported from elsewhere
+from _report import emit, load, row  # noqa: E402
 
 
 def _timed(command: list[str], env: dict[str, str]) -> float:
@@ -30,6 +32,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--smoke", action="store_true", help="3 rounds")
+    parser.add_argument(
+        "--json", metavar="PATH", help="also write the figures as JSON rows (bench/_report.py)"
+    )
     args = parser.parse_args()
     rounds = 3 if args.smoke else args.rounds
     with tempfile.TemporaryDirectory() as var_dir:
@@ -42,14 +47,14 @@ def main() -> None:
             "manage.py shipments": [sys.executable, "manage.py", "shipments"],
         }
         times: dict[str, list[float]] = {name: [] for name in sides}
-        load_before = os.getloadavg()[0]
+        load_before = load()
         for _ in range(rounds):
             for name, command in sides.items():
                 times[name].append(_timed(command, env))
-        load_after = os.getloadavg()[0]
+        during = (load_before, load())
     median = {name: statistics.median(values) for name, values in times.items()}
     bare = median["python -c pass"]
-    print(f"load average {load_before:.2f} → {load_after:.2f}; {rounds} rounds; medians:")
+    print(f"load average {during[0][0]:.2f} → {during[1][0]:.2f}; {rounds} rounds; medians:")
     print(f"{'command':22} {'seconds':>8} {'over python':>12} {'ratio':>7}  target")
     targets = {"manage.py --help": ("over", 0.3), "manage.py shipments": ("total", 0.6)}
     for name, value in median.items():
@@ -59,6 +64,16 @@ def main() -> None:
             measured = value - bare if kind == "over" else value
             met = f"{'≤' if kind == 'total' else '+≤'}{limit} s {'met' if measured <= limit else 'MISSED'}"
         print(f"{name:22} {value:8.3f} {value - bare:12.3f} {value / bare:7.1f}  {met}")
+    emit(
+        [
+            row("manage.py --help, over python's own start", median["manage.py --help"] - bare, "s",
+                during, check="ours", op="<=", threshold=0.3),
+            row("manage.py shipments (embedded SQLite)", median["manage.py shipments"], "s", during,
+                reference=bare, check="ours", op="<=", threshold=0.6, note="reference: python -c pass"),
+        ],
+        args.json,
+        "cli_startup",
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

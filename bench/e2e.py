@@ -32,6 +32,7 @@ from pathlib import Path
 import psycopg
 import redis
 import requests
+from _e2e_report import figures, print_phase
 from _harness import (
     API_KEY,
     BENCH_DIR,
@@ -43,9 +44,11 @@ from _harness import (
     wait_until,
     write_pushes,
 )
+from _report import emit, load
+from _rss import TreeSampler
 
 # `lifecycle` and `simulators` are importable because _harness put the project root on sys.path.
-from lifecycle.providers import seventeentrack as st
+from lifecycle.providers.seventeentrack import webhook as st
 from simulators.seventeentrack import SimulatorServer, pushes
 
 CARRIER = 3011
@@ -120,7 +123,9 @@ def stoptracks_settled(db: psycopg.Connection) -> bool:
 def run_phase(h, db, sim, url, env, name, count, workers_running, timeout):  # type: ignore[no-untyped-def]
     items, expected = make_pushes(name.upper(), count)
     after_id = db.execute("SELECT coalesce(max(id), 0) FROM inbox").fetchone()[0]
-    first_post, t_first = utcnow(), time.time()
+    load_before, sampler = load(), None
+    phase_start = first_post = utcnow()
+    t_first = time.time()
     posting = post_all(h, url, name, items, timeout)
     # Signals the web tier sent that no worker has taken yet (each is a Celery message).
     result = {"posting": posting, "queued": sum(BROKER.llen(q) for q in CELERY_QUEUES)}
@@ -128,11 +133,15 @@ def run_phase(h, db, sim, url, env, name, count, workers_running, timeout):  # t
         # Every 200 is a committed row, so all N are pending now; time the pool alone from here.
         h.start_worker(env)
         t_first, first_post = time.time(), utcnow()
+        sampler = TreeSampler(h.procs["worker"].pid).start()  # the Celery worker and its pool
     pending, total, last, first = wait_until(
         f"{name}: inbox drained",
         lambda: inbox_done(db, after_id, posting["sent"] - posting["failed"]),
         timeout,
     )
+    result["load"] = (load_before, load())
+    if sampler:
+        result["worker_rss"] = sampler.stop()
     result["seconds"] = (last - first_post).total_seconds()
     result["rate"] = count / result["seconds"]
     # Between the first and the last batch commit: the pool's steady rate, without start-up.
@@ -157,7 +166,21 @@ def run_phase(h, db, sim, url, env, name, count, workers_running, timeout):  # t
     result["first_stoptrack"] = (
         min((c["at"] for c in sim.calls("stoptrack") if c["at"] > t_first), default=t_first) - t_first
     )
+    result["delivered_to_stoptrack"] = delivered_to_stoptrack(db, phase_start)
     return result
+
+
+def delivered_to_stoptrack(db: psycopg.Connection, since: datetime) -> float:
+    """Seconds from the first push that made a shipment delivered being applied (its transition
+    recorded) to the first stoptrack done: whether provider calls wait behind the drain."""
+    applied, stopped = db.execute(
+        """SELECT (SELECT min(recorded_at) FROM transitions
+                   WHERE to_status = 'delivered' AND kind <> 'stale' AND recorded_at >= %(since)s),
+                  (SELECT min(completed_at) FROM operations
+                   WHERE kind = 'stoptrack' AND status = 'done' AND completed_at >= %(since)s)""",
+        {"since": since},
+    ).fetchone()
+    return (stopped - applied).total_seconds() if applied and stopped else float("nan")
 
 
 def probe(db: psycopg.Connection, url: str, sim: SimulatorServer, name: str, since: float) -> float:
@@ -211,6 +234,9 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=20_000, help="pushes per phase")
     parser.add_argument("--smoke", action="store_true", help="500 pushes per phase")
     parser.add_argument("--timeout", type=float, default=900, help="seconds allowed for each phase's drain")
+    parser.add_argument(
+        "--json", metavar="PATH", help="also write the figures as JSON rows (bench/_report.py)"
+    )
     args = parser.parse_args()
     count = 500 if args.smoke else args.count
     if shutil.which("wrk") is None:
@@ -266,29 +292,12 @@ def main() -> int:
     print(f"shipments by tracking: {dict(shipments)}")
     for problem in problems[:10]:
         print("  problem:", problem)
+    emit(figures(results, len(problems)), args.json, "e2e")
     print(
         f"correctness ({len(expected)} shipments):",
         "PASS" if not problems else f"FAIL ({len(problems)} problems)",
     )
     return 0 if not problems else 1
-
-
-def print_phase(name: str, r: dict, count: int) -> None:
-    p, start = r["posting"], ("first post" if name == "live" else "worker ready")
-    print(
-        f"\n[{name}] posted {count} in {p['seconds']:.1f}s ({count / p['seconds']:.0f}/s), "
-        f"{p['failed']} non-200; {r['queued']} signal messages queued in Redis after posting"
-    )
-    print(
-        f"  processed all {count} in {r['seconds']:.1f}s from {start}: {r['rate']:.0f} events/s "
-        f"(steady, first->last batch commit: {r['steady_rate']:.0f} events/s)"
-    )
-    print(f"  outcomes: {r['outcomes']}")
-    print(f"  one more push posted while stoptracks were being sent was processed {r['probe']:.1f}s later")
-    print(
-        f"  stoptrack: first call {r['first_stoptrack']:.1f}s, all settled {r['stoptrack_seconds']:.1f}s "
-        f"after {start}"
-    )
 
 
 # What is where when a phase times out.

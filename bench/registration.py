@@ -20,8 +20,9 @@ import time
 
 import psycopg
 from _harness import API_KEY, PYTHON, Harness, max_per_second, plain_url, wait_until
+from _report import emit, load, row
 
-from lifecycle.runtime import WINDOW_SECONDS
+from lifecycle.providers.seventeentrack.adapter import WINDOW_SECONDS
 from simulators.seventeentrack import SimulatorServer
 
 CARRIER = 3011
@@ -48,6 +49,9 @@ def main() -> int:
     )
     parser.add_argument("--count", type=int, default=10_000, help="numbers to register")
     parser.add_argument("--smoke", action="store_true", help="400 numbers")
+    parser.add_argument(
+        "--json", metavar="PATH", help="also write the figures as JSON rows (bench/_report.py)"
+    )
     args = parser.parse_args()
     count = 400 if args.smoke else args.count
     # 3x the time the limit needs, plus start-up: a stall fails instead of hanging.
@@ -85,6 +89,7 @@ def main() -> int:
                     f"FAIL: after the import, register operations by status: {queued}, want {count} pending"
                 )
                 return 1
+            load_before = load()
             h.start("beat", [PYTHON, "manage.py", "beat"], env)
             ready = h.start_worker(env)
             try:
@@ -98,6 +103,7 @@ def main() -> int:
             except TimeoutError as exc:
                 print(f"\nFAIL: {exc}; register operations by status: {counts(db)}")
                 return 1
+            during = (load_before, load())
             final = counts(db)
             last_done = db.execute(
                 "SELECT extract(epoch FROM max(completed_at)) FROM operations WHERE kind = 'register'"
@@ -138,7 +144,7 @@ def main() -> int:
     )
     print(
         f"  the service's limiter allows {RATE} calls per {WINDOW_SECONDS}s window "
-        f"(lifecycle.runtime.WINDOW_SECONDS): at most {ceiling:.1f} numbers/s, "
+        f"(lifecycle.providers.seventeentrack.adapter.WINDOW_SECONDS): at most {ceiling:.1f} numbers/s, "
         f"{ceiling / LIMIT:.3f} of the limit"
     )
     problems = []
@@ -152,6 +158,16 @@ def main() -> int:
         problems.append(f"shipments by tracking {tracking}, want {count} tracking")
     for problem in problems:
         print("  problem:", problem)
+    emit(
+        [
+            row("registration numbers/s / 3 req/s x 40", rate, "numbers/s", during, reference=LIMIT,
+                check="ratio", op=">=", threshold=TARGET),
+            row("registration 429 answers", statuses.get(429, 0), "", during, check="ours", op="<=",
+                threshold=0),
+        ],
+        args.json,
+        "registration",
+    )  # fmt: skip
     verdict = "PASS" if rate / LIMIT >= TARGET else "BELOW TARGET"
     print(
         f"checks: {'ok' if not problems else 'FAIL'}; throughput {verdict} ({rate / LIMIT:.3f} vs {TARGET})"

@@ -1,13 +1,14 @@
 """Webhook acknowledgement throughput: our app vs a bare Flask endpoint, same gunicorn, same run.
 
-    .venv/bin/python bench/webhook_ack.py [--smoke] [--duration 10] [--connections 64]
+    .venv/bin/python bench/webhook_ack.py [--smoke] [--duration 10] [--connections 64] [--json PATH]
 
-Both apps run under gunicorn with identical settings, `manage.py serve`'s own command line
-(bench/_harness.py `gunicorn`), and are loaded by `wrk` with the same signed 17TRACK pushes.
-Ours verifies the signature, parses the envelope and commits each body to the PostgreSQL inbox
-before answering 200; the bare app only reads the body. The ratio ours/bare says how much of the
-web tier's capacity the durable ack costs. No Celery worker runs: the stored rows simply stay
-pending.
+Three sides run under gunicorn with identical settings, `manage.py serve`'s own command line
+(bench/_harness.py `gunicorn`), and are loaded in turn by `wrk` with the same signed 17TRACK
+pushes: a bare Flask endpoint that only reads the body, ours on PostgreSQL, and ours on the
+embedded default (SQLite under VAR_DIR, filesystem broker). Ours verifies the signature, parses the
+envelope and commits each body to the inbox before answering 200. The ratio ours/bare says how much
+of the web tier's capacity the durable ack costs; p99 latencies are compared too. No Celery worker
+runs: the stored rows simply stay pending.
 """
 
 from __future__ import annotations
@@ -15,17 +16,20 @@ from __future__ import annotations
 import argparse
 import re
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
-from _harness import API_KEY, BENCH_DIR, GUNICORN_OPTS, Harness, write_pushes
+from _harness import API_KEY, BENCH_DIR, GUNICORN_OPTS, PYTHON, Harness, write_pushes
+from _report import Load, Row, emit, load, row
 
 # `lifecycle` and `simulators` are importable because _harness put the project root on sys.path.
-from lifecycle.providers import seventeentrack as st
+from lifecycle.providers.seventeentrack import webhook as st
 from simulators.seventeentrack import pushes
 
 STATUSES = [
@@ -34,6 +38,9 @@ STATUSES = [
     ("OutForDelivery", "OutForDelivery_Other"),
     ("Delivered", "Delivered_Other"),
 ]
+SIDES = ("bare", "pg", "sqlite")
+# Issue 11's targets: our req/s over bare Flask's, same gunicorn, same run.
+ACK_TARGETS = {"pg": 0.8, "sqlite": 0.7}
 
 
 def signed_pushes(count: int) -> list[tuple[bytes, str]]:
@@ -83,6 +90,98 @@ def serve(
     return url, run_wrk(url, data, args.warmup, args.connections, args.threads)
 
 
+def embedded_env(h: Harness) -> tuple[dict[str, str], Path]:
+    """The service as a fresh checkout runs it: SQLite under VAR_DIR and the filesystem broker."""
+    var_dir = h.out / "var-sqlite"
+    env = h.env("", VAR_DIR=str(var_dir), BROKER_URL="filesystem://", LIMITER_URL="")
+    h.run_checked([PYTHON, "manage.py", "db", "upgrade"], env, "migrate-sqlite")
+    return env, var_dir / "lifecycle.sqlite3"
+
+
+def inbox_counts(side: str, target: str) -> tuple[int, int]:
+    """Rows stored and commits (the inbox writer stamps one received_at per commit)."""
+    query = "SELECT count(*), count(DISTINCT received_at) FROM inbox"
+    if side == "sqlite":
+        with closing(sqlite3.connect(target)) as conn:
+            return conn.execute(query).fetchone()
+    with psycopg.connect(target.replace("+psycopg", "")) as conn:
+        return conn.execute(query).fetchone()
+
+
+def measure(args: argparse.Namespace) -> tuple[dict[str, list[dict]], dict[str, dict], dict, Load]:
+    """Serve the three sides, load them alternately; returns runs, warm-ups, inbox counts and the
+    load average before the first measured round (each run carries the one after it)."""
+    h = Harness("ack")
+    runs: dict[str, list[dict]] = {side: [] for side in SIDES}
+    try:
+        data = str(h.out / "ack.pushes")
+        write_pushes(Path(data), signed_pushes(args.bodies))
+        database_url = h.create_database()
+        sqlite_env, sqlite_file = embedded_env(h)
+        sides = {
+            "bare": serve(h, "bare", "bench.bare_app:app", None, args, data),
+            "pg": serve(h, "ours-pg", "lifecycle.wsgi:app", h.env(database_url), args, data),
+            "sqlite": serve(h, "ours-sqlite", "lifecycle.wsgi:app", sqlite_env, args, data),
+        }
+        # Alternate the sides so that drift on a shared machine hits all alike.
+        started = load()
+        for _ in range(args.rounds):
+            for side, (url, _warm) in sides.items():
+                result = run_wrk(url, data, args.duration, args.connections, args.threads)
+                runs[side].append(result | {"load": load()})
+        stored = {"pg": inbox_counts("pg", database_url), "sqlite": inbox_counts("sqlite", str(sqlite_file))}
+    finally:
+        h.close()
+    return runs, {side: warm for side, (_url, warm) in sides.items()}, stored, started
+
+
+def print_runs(args: argparse.Namespace, runs: dict[str, list[dict]]) -> None:
+    print(
+        f"\nwebhook ack: gunicorn {' '.join(GUNICORN_OPTS)}, wrk -t{args.threads} -c{args.connections} "
+        f"-d{args.duration:g}s x {args.rounds} alternating rounds (after {args.warmup:g}s warm-up), "
+        f"{args.bodies} distinct signed pushes; ours on PostgreSQL (pg) and on the embedded default (sqlite)"
+    )
+    print(f"{'':7} {'req/s':>10} {'requests':>10} {'non-2xx':>8} {'sock err':>8} {'p50 ms':>8} {'p99 ms':>8}")
+    for i in range(args.rounds):
+        for side in SIDES:
+            r = runs[side][i]
+            print(
+                f"{side:7} {r['rps']:>10.0f} {r['requests']:>10.0f} {r['non2xx']:>8.0f} "
+                f"{r['socket_errors']:>8.0f} {r['p50']:>8.2f} {r['p99']:>8.2f}"
+            )
+
+
+def check_side(side: str, runs: list[dict], warm: dict, stored: tuple[int, int]) -> bool:
+    """Every 200 must be a committed row (rows may exceed acks: wrk drops in-flight replies at the end)."""
+    acked = sum(r["requests"] - r["non2xx"] for r in [*runs, warm])
+    non2xx = sum(r["non2xx"] for r in [*runs, warm])
+    rows, commits = stored
+    durable = rows >= acked
+    print(
+        f"{side}: inbox rows stored {rows} (>= {acked:.0f} acked: {'ok' if durable else 'LOST ROWS'}), "
+        f"in {commits} commits ({rows / max(commits, 1):.1f} rows per commit); {non2xx:.0f} non-2xx"
+    )
+    return non2xx == 0 and durable
+
+
+def side_rows(side: str, runs: dict[str, list[dict]], started: Load) -> list[Row]:
+    """Throughput ratio and p99 of one of our sides against bare Flask, medians over the rounds."""
+    label = {"pg": "PostgreSQL", "sqlite": "embedded SQLite"}[side]
+    during = (started, runs[side][-1]["load"])
+    bare, ours = runs["bare"], runs[side]
+    rps = [statistics.median(r["rps"] for r in rs) for rs in (ours, bare)]
+    p99 = [statistics.median(r["p99"] for r in rs) for rs in (ours, bare)]
+    per_round = ", ".join(f"{o['rps'] / b['rps']:.3f}" for b, o in zip(bare, ours, strict=True))
+    print(f"{side}: median req/s ours {rps[0]:.0f}, bare {rps[1]:.0f}: ratio {rps[0] / rps[1]:.3f} "
+          f"(per round: {per_round}); p99 ours {p99[0]:.1f} ms, bare {p99[1]:.1f} ms")  # fmt: skip
+    return [
+        row(f"ack req/s / bare Flask, {label}", rps[0], "req/s", during, reference=rps[1],
+            check="ratio", op=">=", threshold=ACK_TARGETS[side], note=f"per round {per_round}"),
+        row(f"ack p99 latency vs bare Flask, {label}", p99[0], "ms", during, reference=p99[1],
+            check="ratio", op="<=", threshold=1.5),
+    ]  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -98,6 +197,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--bodies", type=int, default=1000, help="distinct signed pushes to rotate")
     parser.add_argument("--smoke", action="store_true", help="one round of 2 s per side, 1 s warm-up")
+    parser.add_argument(
+        "--json", metavar="PATH", help="also write the figures as JSON rows (bench/_report.py)"
+    )
     args = parser.parse_args()
     if args.smoke:
         args.duration, args.warmup, args.rounds = 2.0, 1.0, 1
@@ -105,54 +207,11 @@ def main() -> int:
         print("wrk is not installed: `apt-get install -y wrk` (or build it from github.com/wg/wrk)")
         return 2
 
-    h = Harness("ack")
-    runs: dict[str, list[dict]] = {"bare": [], "ours": []}
-    try:
-        data = str(h.out / "ack.pushes")
-        write_pushes(Path(data), signed_pushes(args.bodies))
-        database_url = h.create_database()
-        bare_url, _ = serve(h, "bare", "bench.bare_app:app", None, args, data)
-        ours_url, ours_warm = serve(h, "ours", "lifecycle.wsgi:app", h.env(database_url), args, data)
-        # Alternate the sides so that drift on a shared machine hits both alike.
-        for _ in range(args.rounds):
-            for name, url in (("bare", bare_url), ("ours", ours_url)):
-                runs[name].append(run_wrk(url, data, args.duration, args.connections, args.threads))
-        with psycopg.connect(database_url.replace("+psycopg", "")) as conn:
-            # The inbox writer stamps one received_at per commit: distinct values = commits.
-            stored, commits = conn.execute(
-                "SELECT count(*), count(DISTINCT received_at) FROM inbox"
-            ).fetchone()
-    finally:
-        h.close()
-
-    print(
-        f"\nwebhook ack: gunicorn {' '.join(GUNICORN_OPTS)}, wrk -t{args.threads} -c{args.connections} "
-        f"-d{args.duration:g}s x {args.rounds} alternating rounds (after {args.warmup:g}s warm-up), "
-        f"{args.bodies} distinct signed pushes"
-    )
-    print(f"{'':6} {'req/s':>10} {'requests':>10} {'non-2xx':>8} {'sock err':>8} {'p50 ms':>8} {'p99 ms':>8}")
-    for i in range(args.rounds):
-        for name in ("bare", "ours"):
-            r = runs[name][i]
-            print(
-                f"{name:6} {r['rps']:>10.0f} {r['requests']:>10.0f} {r['non2xx']:>8.0f} "
-                f"{r['socket_errors']:>8.0f} {r['p50']:>8.2f} {r['p99']:>8.2f}"
-            )
-    bare_rps = statistics.median(r["rps"] for r in runs["bare"])
-    ours_rps = statistics.median(r["rps"] for r in runs["ours"])
-    ratios = [o["rps"] / b["rps"] for b, o in zip(runs["bare"], runs["ours"], strict=True)]
-    print(f"median req/s: bare {bare_rps:.0f}, ours {ours_rps:.0f}")
-    print(f"ratio ours/bare: {ours_rps / bare_rps:.3f} (per round: {', '.join(f'{x:.3f}' for x in ratios)})")
-    # Every 200 must be a committed row (rows may exceed acks: wrk drops in-flight replies at the end).
-    acked = sum(r["requests"] - r["non2xx"] for r in [*runs["ours"], ours_warm])
-    non2xx = sum(r["non2xx"] for r in [*runs["ours"], ours_warm])
-    durable = stored >= acked
-    print(
-        f"inbox rows stored: {stored} (>= {acked:.0f} acknowledged: {'ok' if durable else 'LOST ROWS'}), "
-        f"in {commits} commits ({stored / max(commits, 1):.1f} rows per commit)"
-    )
-    ok = non2xx == 0 and durable
-    print("result:", "PASS" if ok else f"FAIL ({non2xx:.0f} non-2xx from ours, or acknowledged rows missing)")
+    runs, warm, stored, started = measure(args)
+    print_runs(args, runs)
+    ok = all([check_side(side, runs[side], warm[side], stored[side]) for side in ("pg", "sqlite")])
+    emit([*side_rows("pg", runs, started), *side_rows("sqlite", runs, started)], args.json, "webhook_ack")
+    print("result:", "PASS" if ok else "FAIL (non-2xx from ours, or acknowledged rows missing)")
     return 0 if ok else 1
 
 
