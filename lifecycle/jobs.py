@@ -76,13 +76,16 @@ def flush_operations() -> dict[str, Any]:
     for name, report in reports.items():
         if report.calls:
             log.info("%s operations sent: %s", name, report)
-        total.more, total.pulled = total.more or report.more, total.pulled + report.pulled
+        for key in ("calls", "done", "failed", "retried", "held", "pulled"):
+            setattr(total, key, getattr(total, key) + getattr(report, key))
+        total.more = total.more or report.more
+        total.paused |= {f"{name}:{kind}": held for kind, held in report.paused.items()}
     if total.more:
         runtime.signal(runtime.FLUSH_OPERATIONS)
     if total.pulled:
         # Answers went into the inbox (gettrackinfo): let the workers apply them now.
         runtime.signal(runtime.DRAIN_INBOX)
-    return {name: asdict(report) for name, report in reports.items()}
+    return asdict(total) | {"providers": {name: asdict(report) for name, report in reports.items()}}
 
 
 def _flush_one(name: str, config: Any) -> SendReport:

@@ -40,7 +40,7 @@ def run(app, command, *args, **kwargs):  # type: ignore[no-untyped-def]
 def send(app):  # type: ignore[no-untyped-def]
     """Send every queued operation, then apply what came back into the inbox."""
     with app.app_context():
-        report = jobs.flush_operations()["17track"]
+        report = jobs.flush_operations()
         inbox.drain(db.new_session, batch_size=100)
     return report
 

@@ -13,6 +13,7 @@ import requests
 from flask import request
 
 from lifecycle.providers.seventeentrack import webhook as st
+from lifecycle.providers.validation import parse_time
 from simulators.seventeentrack import SimulatorServer, pushes
 from tests.receiver import HttpReceiver, wait_until
 
@@ -290,7 +291,7 @@ def test_gettrackinfo_is_a_push_shaped_item_the_service_can_parse(sim):
     assert {"days_after_order", "days_of_transit", "estimated_delivery_date"} <= set(info["time_metrics"])
     parsed = st.parse_push(pushes.encode({"event": "TRACKING_UPDATED", "data": item}))
     assert (parsed.status, parsed.sub_status, parsed.tag) == ("in_transit", "InTransit_Departure", "order-7")
-    assert parsed.event_time == st.parse_time(events[0]["time_utc"])
+    assert parsed.event_time == parse_time(events[0]["time_utc"], ValueError)
 
 
 def test_gettracklist_pages_by_40_and_filters(sim):
