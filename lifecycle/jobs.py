@@ -79,7 +79,7 @@ def flush_operations() -> dict[str, Any]:
         for key in ("calls", "done", "failed", "retried", "held", "pulled"):
             setattr(total, key, getattr(total, key) + getattr(report, key))
         total.more = total.more or report.more
-        total.paused |= {f"{name}:{kind}": held for kind, held in report.paused.items()}
+        total.paused |= report.paused  # kinds are named per provider (register is 17TRACK's)
     if total.more:
         runtime.signal(runtime.FLUSH_OPERATIONS)
     if total.pulled:
