@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from datetime import timedelta
@@ -65,7 +66,8 @@ def test_lag_backlog_pause_heartbeats_and_jobs_are_reported(app, client, run_cli
     assert "outbox    queued: 17track stoptrack 1" in screen
     assert "paused    17track register: quota used up until resumed" in screen
     assert "workers   1 alive" in screen
-    assert "retention              last success 0 s ago" in screen
+    # Seconds since the run: 0 on a quiet machine, more on a busy one.
+    assert re.search(r"retention +last success \d+ s ago", screen)
     assert "! 17track register paused: quota used up" in screen
 
 
