@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict
+from datetime import datetime
 from typing import Any
 
 from lifecycle import runtime
@@ -13,6 +14,7 @@ from lifecycle.cleanup.heartbeat import WORKER
 from lifecycle.cleanup.heartbeat import record as record_heartbeat
 from lifecycle.cleanup.registry import FUNCTIONS
 from lifecycle.cleanup.runs import JobContext, run_job
+from lifecycle.db import utcnow
 from lifecycle.extensions import db
 from lifecycle.inbox import service as inbox
 from lifecycle.locks import LEASE_SECONDS, singleton
@@ -68,6 +70,7 @@ def flush_operations() -> dict[str, Any]:
     for at most FLUSH_MAX_SECONDS per provider per task."""
     config = runtime.settings()
     lease = (config.flush_max_seconds + config.seventeentrack_timeout_seconds * 3) * len(registry.names())
+    started = utcnow()
     with singleton("flush-operations", config.shared_limiter_url, config.var_dir / "locks", lease) as mine:
         if not mine:
             return {"skipped": "another worker is sending"}
@@ -80,12 +83,19 @@ def flush_operations() -> dict[str, Any]:
             setattr(total, key, getattr(total, key) + getattr(report, key))
         total.more = total.more or report.more
         total.paused |= report.paused  # kinds are named per provider (register is 17TRACK's)
-    if total.more:
+    if total.more or _queued_since(started):
+        # Work left, or queued while this flush held the lock: its signal found the lock taken and
+        # was dropped ("another worker is sending"), so the holder sends it on.
         runtime.signal(runtime.FLUSH_OPERATIONS)
     if total.pulled:
         # Answers went into the inbox (gettrackinfo): let the workers apply them now.
         runtime.signal(runtime.DRAIN_INBOX)
     return asdict(total) | {"providers": {name: asdict(report) for name, report in reports.items()}}
+
+
+def _queued_since(since: datetime) -> bool:
+    with db.read_session() as session:
+        return operations.queued_since(session, since)
 
 
 def _flush_one(name: str, config: Any) -> SendReport:

@@ -135,3 +135,11 @@ def reclaim_abandoned(session: Session, provider: str, call_timeout: float) -> i
         .values(status=PENDING, next_attempt_at=utcnow())
     )
     return session.execute(stmt).rowcount or 0
+
+
+def queued_since(session: Session, since: datetime) -> bool:
+    """Whether an operation queued at or after `since` is still waiting and due."""
+    stmt = select(Operation.id).where(
+        Operation.status == PENDING, Operation.created_at >= since, Operation.next_attempt_at <= utcnow()
+    )
+    return bool(session.scalars(stmt.limit(1)).all())
