@@ -13,6 +13,9 @@ import logging
 import re
 import sys
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,15 +29,30 @@ _BEARER = re.compile(r"(?i)(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "request_id", "task_id", "task"}
 
 
+_ENVIRON: ContextVar[dict[str, Any] | None] = ContextVar("lifecycle_environ", default=None)
+
+
+@contextmanager
+def bound_environ(environ: dict[str, Any]) -> Iterator[None]:
+    """Lines logged while a request is handled outside Flask (the webhook intake) carry its id."""
+    token = _ENVIRON.set(environ)
+    try:
+        yield
+    finally:
+        _ENVIRON.reset(token)
+
+
 def request_id() -> str | None:
     """The current request's id: the caller's X-Request-ID if sane, else made on first use.
 
     Made lazily, when a line is logged: a webhook that logs nothing pays nothing for it.
     """
-    flask = sys.modules.get("flask")
-    if flask is None or not flask.has_request_context():
-        return None
-    environ = flask.request.environ
+    environ = _ENVIRON.get()
+    if environ is None:
+        flask = sys.modules.get("flask")
+        if flask is None or not flask.has_request_context():
+            return None
+        environ = flask.request.environ
     found = environ.get("lifecycle.request_id")
     if found is None:
         incoming = environ.get("HTTP_X_REQUEST_ID", "")

@@ -7,7 +7,8 @@ from werkzeug.exceptions import HTTPException
 def register_blueprints(app: Flask) -> None:
     from lifecycle.web import api, health, webhooks
 
-    app.register_blueprint(webhooks.bp)
+    # Webhook POSTs are answered in front of Flask's own stack (lifecycle/web/webhooks.py).
+    app.wsgi_app = webhooks.WebhookIntake(app, app.wsgi_app)  # type: ignore[method-assign]
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
 
