@@ -1,21 +1,19 @@
 """Group commit for webhook bodies.
 
-Each request hands its body to one writer thread per process and waits. The writer inserts
-everything that is waiting in one INSERT, committed, then wakes the requests. A request is still
+Each request queues its body; one request at a time (the leader) inserts everything that is
+waiting in one INSERT, committed, then wakes the others. A request is still
 acknowledged only after its own row is durable (invariant 1), but concurrent requests share the
 cost of the commit, which is what bounds a one-commit-per-request receiver.
 
-The writer is the one serial step of the web process and shares the GIL with every request
-thread, so it is kept lean: it holds one connection while webhooks keep coming (no pool checkout
-and pre-ping per batch), and on PostgreSQL a batch is one statement in autocommit mode, a single
-round trip to the server.
+Committing is the one serial step of the web process and shares the GIL with every request
+thread, so it is kept lean: one connection is held for it (no pool checkout and pre-ping per
+batch), and on PostgreSQL a batch is one statement in autocommit mode, a single round trip.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import queue
 import threading
 from collections.abc import Callable
 
@@ -42,25 +40,48 @@ _PG_INSERT = (
 
 
 class _Pending:
-    """One body waiting for its commit. A bare lock, not a Future: one futex wake per request."""
+    """One body waiting for its commit. A bare lock, not a Future: one futex wake per request.
 
-    __slots__ = ("provider", "body", "_done", "_id", "_error")
+    The lock is released once when the body is committed (or failed), and once more if the request
+    is asked to commit for the others (promoted) before that.
+    """
+
+    __slots__ = ("provider", "body", "_done", "_state", "_id", "_error", "settled", "promoted", "abandoned")
 
     def __init__(self, provider: str, body: bytes) -> None:
         self.provider = provider
         self.body = body
         self._done = threading.Lock()
-        self._done.acquire()  # released by the writer once the outcome is known
+        self._done.acquire()  # released by whoever commits it, once the outcome is known
+        self._state = threading.Lock()
         self._id: int | None = None
         self._error: BaseException | None = None
+        self.settled = self.promoted = self.abandoned = False
 
     def settle(self, row_id: int | None = None, error: BaseException | None = None) -> None:
-        self._id, self._error = row_id, error
+        self._id, self._error, self.settled = row_id, error, True
         self._done.release()
 
-    def wait(self, timeout: float) -> int:
-        if not self._done.acquire(timeout=timeout):
-            raise TimeoutError(f"no commit within {timeout:g}s")
+    def promote(self) -> bool:
+        """Ask this waiting request to commit for the others; False if it gave up waiting."""
+        with self._state:
+            if self.abandoned:
+                return False
+            self.promoted = True
+        self._done.release()
+        return True
+
+    def wait_turn(self, timeout: float) -> None:
+        """Until committed, or promoted to commit; TimeoutError (and never promoted) after `timeout`."""
+        if self._done.acquire(timeout=timeout):
+            return
+        with self._state:
+            if not self.promoted:
+                self.abandoned = True
+                raise TimeoutError(f"no commit within {timeout:g}s")
+        self._done.acquire()  # promoted just as the time ran out: lead after all
+
+    def result(self) -> int:
         if self._error is not None:
             raise self._error
         assert self._id is not None
@@ -68,70 +89,83 @@ class _Pending:
 
 
 class InboxWriter:
+    """Group commit with no writer thread: the first request to find nobody committing commits
+    everything waiting (its own body included), batch after batch; requests arriving meanwhile
+    wait for it. After MAX_ROUNDS batches a leader whose own body is stored hands the job to the
+    next waiting request, so no request is kept committing for others indefinitely. A request
+    thread committing for the others saves the hand-off to (and the wake-up of) a writer thread."""
+
+    MAX_ROUNDS = 2
+
     def __init__(
         self,
         session_factory: Callable[[], Session],
         on_committed: Callable[[], None] = lambda: None,
         max_batch: int = 500,
-        idle_seconds: float = 1.0,
     ) -> None:
         self._session_factory = session_factory
         self._on_committed = on_committed
         self._max_batch = max_batch
-        self._idle_seconds = idle_seconds
-        self._queue: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
-        self._lock = threading.Lock()
         self._owner_pid: int | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        # Locks and a leader do not survive fork (gunicorn workers): each process starts afresh.
+        self._lock = threading.Lock()
+        self._waiting: list[_Pending] = []
+        self._leading = False
+        self._held = _HeldConnection(self._engine)
+        self._owner_pid = os.getpid()
 
     def write(self, provider: str, body: bytes, timeout: float = 15.0) -> int:
         """Store one body durably and return its inbox id; raises if it could not be committed."""
-        self._ensure_thread()
+        if self._owner_pid != os.getpid():
+            self._reset()
         pending = _Pending(provider, body)
-        self._queue.put(pending)
-        return pending.wait(timeout)
-
-    def _ensure_thread(self) -> None:
-        # Threads do not survive fork (gunicorn workers), so each process starts its own.
-        if self._owner_pid == os.getpid():
-            return
         with self._lock:
-            if self._owner_pid != os.getpid():
-                self._queue = queue.SimpleQueue()
-                threading.Thread(target=self._run, name="inbox-writer", daemon=True).start()
-                self._owner_pid = os.getpid()
+            self._waiting.append(pending)
+            leads, self._leading = not self._leading, True
+        if not leads:
+            pending.wait_turn(timeout)
+            if not pending.promoted:
+                return pending.result()
+        self._lead(pending)
+        return pending.result()
+
+    def _lead(self, own: _Pending) -> None:
+        rounds = 0
+        while True:
+            with self._lock:
+                batch = self._waiting[: self._max_batch]
+                del self._waiting[: len(batch)]
+                if not batch:
+                    self._leading = False
+                    return
+            self._commit(batch)
+            rounds += 1
+            if own.settled and rounds >= self.MAX_ROUNDS:
+                with self._lock:
+                    if not self._waiting:
+                        self._leading = False
+                        return
+                    if any(waiting.promote() for waiting in self._waiting):
+                        return  # the promoted request leads now (self._leading stays set)
+
+    def _commit(self, batch: list[_Pending]) -> None:
+        try:
+            ids = _commit(self._held, batch)
+        except Exception as exc:  # the requests answer 503 and the provider retries
+            log.exception("inbox write failed for %d webhook(s)", len(batch))
+            for pending in batch:
+                pending.settle(error=exc)
+            return
+        for pending, row_id in zip(batch, ids, strict=True):
+            pending.settle(row_id)
+        self._notify()
 
     def _engine(self) -> Engine:
         with self._session_factory() as session:
             return session.get_bind()  # type: ignore[return-value]
-
-    def _run(self) -> None:
-        held = _HeldConnection(self._engine)
-        while True:
-            batch = self._take_batch(held)
-            try:
-                ids = _commit(held, batch)
-            except Exception as exc:  # the requests answer 503 and the provider retries
-                log.exception("inbox write failed for %d webhook(s)", len(batch))
-                for pending in batch:
-                    pending.settle(error=exc)
-                continue
-            for pending, row_id in zip(batch, ids, strict=True):
-                pending.settle(row_id)
-            self._notify()
-
-    def _take_batch(self, held: _HeldConnection) -> list[_Pending]:
-        try:
-            batch = [self._queue.get(timeout=self._idle_seconds)]
-        except queue.Empty:
-            # Quiet for a while: give the connection back rather than hold it idle for good.
-            held.release()
-            batch = [self._queue.get()]
-        while len(batch) < self._max_batch:
-            try:
-                batch.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
-        return batch
 
     def _notify(self) -> None:
         try:
