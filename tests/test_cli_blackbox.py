@@ -66,6 +66,7 @@ class Service:
     base: str
     sim: SimulatorServer
     process: subprocess.Popen[str]
+    log_path: Path
 
     def shipment(self, number: str) -> dict | None:
         found = as_json(self.env, "shipments", "--number", number)["shipments"]
@@ -76,7 +77,13 @@ class Service:
             item = self.shipment(number)
             return item if item and item["tracking"] in states else None
 
-        return wait_for(reached, timeout=timeout, interval=0.5)
+        try:
+            return wait_for(reached, timeout=timeout, interval=0.5)
+        except AssertionError as exc:
+            tail = self.log_path.read_text(errors="replace")[-6000:]
+            raise AssertionError(
+                f"{number} never {'/'.join(states)}: {exc}\n--- service log\n{tail}"
+            ) from None
 
 
 @pytest.fixture(scope="module")
@@ -87,16 +94,20 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     # Manual progression (step_seconds=None): each test moves its own parcels with `advance`.
     with SimulatorServer(KEY, webhook_url=f"{base}/webhooks/17track", step_seconds=None) as sim:
         env = clean_env(var_dir, SEVENTEENTRACK_API_URL=sim.url)
-        process = subprocess.Popen(
-            [sys.executable, "manage.py", "run", "--port", str(port)],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
-        try:
-            wait_for(lambda: _healthy(base), timeout=120, interval=0.3)
-            yield Service(env, base, sim, process)
-        finally:
-            process.send_signal(signal.SIGTERM)
-            process.communicate(timeout=90)
+        # To a file, not a pipe: nobody reads a pipe while the tests run, and once its buffer is full
+        # the service blocks on its next log line (what made later tests here time out under load).
+        log_path = var_dir.parent / "service.log"
+        with log_path.open("w") as log:
+            process = subprocess.Popen(
+                [sys.executable, "manage.py", "run", "--port", str(port)],
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
+            )  # fmt: skip
+            try:
+                wait_for(lambda: _healthy(base), timeout=120, interval=0.3)
+                yield Service(env, base, sim, process, log_path)
+            finally:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=90)
 
 
 def _healthy(base: str) -> bool:
