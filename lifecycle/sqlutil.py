@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy import Column, Table, TypeDecorator
+from sqlalchemy import types as sqltypes
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
@@ -12,6 +17,8 @@ from sqlalchemy.orm import Session
 
 # PostgreSQL's deadlock and serialization failures: the whole batch may simply be retried.
 RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+
+_PG_DIALECT = postgresql.psycopg.dialect()
 
 
 def insert_ignoring_conflicts(
@@ -23,14 +30,127 @@ def insert_ignoring_conflicts(
     """
     if not rows:
         return 0
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    primary_key = list(model.__table__.primary_key.columns)  # type: ignore[attr-defined]
+    table: Table = model.__table__  # type: ignore[attr-defined]
+    if is_psycopg(session) and _unnest_friendly(table):
+        return len(_pg_unnest_insert(session, table, rows, tuple(conflict_columns)))
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    primary_key = list(table.primary_key.columns)
     # The executemany form: one cached statement that SQLAlchemy pages ("insertmanyvalues"), so
     # any number of rows stays under PostgreSQL's 65,535-parameter limit and is not recompiled.
     # RETURNING counts reliably on both dialects (psycopg reports rowcount -1 here).
     stmt = insert(model).on_conflict_do_nothing(index_elements=conflict_columns).returning(*primary_key)
     return len(session.execute(stmt, [dict(row) for row in rows]).all())
+
+
+def insert_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """A plain multi-row INSERT: on PostgreSQL one fixed statement over arrays, else executemany."""
+    if not rows:
+        return
+    if is_psycopg(session) and _unnest_friendly(table):
+        _pg_unnest_insert(session, table, rows, None)
+    else:
+        session.execute(table.insert(), [dict(row) for row in rows])
+
+
+def is_psycopg(session: Session) -> bool:
+    dialect = session.get_bind().dialect
+    return dialect.name == "postgresql" and dialect.driver == "psycopg"
+
+
+@functools.cache
+def _unnest_friendly(table: Table) -> bool:
+    # unnest() flattens nested arrays: array columns take the portable way.
+    return not any(isinstance(c.type, sqltypes.ARRAY) for c in table.columns)
+
+
+def _pg_unnest_insert(
+    session: Session, table: Table, rows: Sequence[dict[str, Any]], conflict: tuple[str, ...] | None
+) -> list[tuple[Any, ...]]:
+    """`INSERT … SELECT FROM unnest(arrays)`: the SQL text depends only on the table and the columns
+    given, never on the number of rows, so psycopg prepares it once instead of parsing a new
+    multi-row VALUES list every batch. Python-side column defaults are filled in as SQLAlchemy
+    would; one array per column keeps any batch far under the 65,535-parameter limit. Arrays are
+    sent in binary (`%b`): nothing to quote or escape."""
+    given = tuple(sorted({key for row in rows for key in row}))
+    sql, columns = _unnest_sql(table, given, conflict)
+    arrays = [[_bind_value(column, row) for row in rows] for column in columns]
+    with driver_cursor(session) as cursor:
+        cursor.execute(sql, arrays)
+        return cursor.fetchall()
+
+
+def update_by_id(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """On PostgreSQL (psycopg): one `UPDATE … FROM unnest(arrays)` setting each row's given columns
+    (every row gives the same ones, its id among them), a statement prepared once."""
+    if not rows:
+        return
+    sql, columns = _unnest_update_sql(table, tuple(rows[0]))
+    arrays = [[_bind_value(column, row) for row in rows] for column in columns]
+    with driver_cursor(session) as cursor:
+        cursor.execute(sql, arrays)
+
+
+@functools.cache
+def _unnest_update_sql(table: Table, given: tuple[str, ...]) -> tuple[str, list[Column]]:
+    quote = _PG_DIALECT.identifier_preparer.quote
+    columns = [table.c.id, *(c for c in table.columns if c.name in given and c.name != "id")]
+    arrays = ", ".join(f"%b::{_array_type(c)}[]" for c in columns)
+    names = ", ".join(quote(c.name) for c in columns)
+    sets = ", ".join(f"{quote(c.name)} = given.{quote(c.name)}" for c in columns[1:])
+    sql = (
+        f"UPDATE {quote(table.name)} SET {sets} FROM unnest({arrays}) AS given({names})"
+        f" WHERE {quote(table.name)}.id = given.id"
+    )
+    return sql, columns
+
+
+def driver_cursor(session: Session) -> Any:
+    """A psycopg cursor in the session's transaction, for fixed statements psycopg prepares once."""
+    if session.autoflush:  # what session.execute() would do first: pending ORM changes go before
+        session.flush()
+    return session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+
+
+@functools.cache
+def _unnest_sql(
+    table: Table, given: tuple[str, ...], conflict: tuple[str, ...] | None
+) -> tuple[str, list[Column]]:
+    columns = [c for c in table.columns if c.name in given or _python_default(c)]
+    arrays = ", ".join(f"%b::{_array_type(c)}[]" for c in columns)
+    quote = _PG_DIALECT.identifier_preparer.quote
+    names = ", ".join(quote(c.name) for c in columns)
+    primary_key = ", ".join(quote(c.name) for c in table.primary_key.columns)
+    sql = f"INSERT INTO {quote(table.name)} ({names}) SELECT * FROM unnest({arrays})"
+    if conflict is not None:
+        sql += f" ON CONFLICT ({', '.join(quote(name) for name in conflict)}) DO NOTHING"
+    return f"{sql} RETURNING {primary_key}", columns
+
+
+def _python_default(column: Column) -> bool:
+    default = column.default
+    return default is not None and (default.is_scalar or default.is_callable)  # type: ignore[attr-defined]
+
+
+def _array_type(column: Column) -> str:
+    # JSON values travel as their text and are cast by the server, as SQLAlchemy's JSON type does.
+    return column.type.compile(dialect=_PG_DIALECT)
+
+
+def _bind_value(column: Column, row: dict[str, Any]) -> Any:
+    if column.name in row:
+        value = row[column.name]
+    elif _python_default(column):
+        default = column.default
+        value = default.arg(None) if default.is_callable else default.arg  # type: ignore[union-attr]
+    else:
+        value = None
+    kind = column.type
+    if isinstance(kind, TypeDecorator):
+        return kind.process_bind_param(value, _PG_DIALECT)
+    if isinstance(kind, sqltypes.JSON):
+        # none_as_null is off on our JSON columns: None is stored as JSON null, as SQLAlchemy does.
+        return json.dumps(value)
+    return value
 
 
 def is_retryable(exc: BaseException) -> bool:

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from lifecycle.accounting.rules import BillableEvent
 from lifecycle.db import utcnow
@@ -23,10 +24,15 @@ from lifecycle.operations.service import cancel_pending
 from lifecycle.outbound import record as outbound
 from lifecycle.providers.base import STOPPED, UPDATE, CanonicalEvent, ParsedBody, Provider
 from lifecycle.shipments.models import UNKNOWN_CARRIER, Shipment, Transition
-from lifecycle.sqlutil import insert_ignoring_conflicts
+from lifecycle.sqlutil import insert_ignoring_conflicts, insert_rows, is_psycopg, update_by_id
 from lifecycle.status import TERMINAL_STATUSES
 
 ACTIVE_TRACKING = ("pending", "tracking")
+# What the state machine changes on a shipment (updated_at: the column's onupdate, set here).
+_WRITTEN = (
+    "carrier", "carrier_name", "status", "sub_status", "tracking", "last_seen_at", "last_event_at",
+    "status_event_at", "last_event_description", "first_result_at", "stopped_at", "updated_at",
+)  # fmt: skip
 
 
 @dataclass
@@ -66,14 +72,39 @@ def apply_bodies(
     for inbox_id, body in bodies:
         outcomes = [_apply_event(batch, event, inbox_id) for event in body.events]
         effects.outcomes[inbox_id] = _row_outcome(body, outcomes)
+    _write_shipments(session, batch.shipments.values())
     if effects.transitions:
-        session.execute(Transition.__table__.insert(), effects.transitions)
+        insert_rows(session, Transition.__table__, effects.transitions)
         outbound.record_transitions(session, effects.transitions)
     insert_ignoring_conflicts(session, Operation, effects.operations, ["idempotency_key"])
     stop_kinds = [adapter.stop_kind] if adapter.stop_kind else []
     cancel_pending(session, effects.stopped_shipment_ids, stop_kinds)
     cancel_pending(session, effects.resumed_shipment_ids, stop_kinds, reason="moving again after delivery")
     return effects
+
+
+def _write_shipments(session: Session, shipments: Iterable[Shipment]) -> None:
+    """On PostgreSQL, the batch's changed shipments in one UPDATE instead of the ORM's flush (one
+    statement per shipment). Objects changed beyond what the state machine writes, and SQLite, are
+    left to the flush. The objects stay "modified", so a rolled-back savepoint still expires them."""
+    if not is_psycopg(session):
+        return
+    now, written = utcnow(), set(_WRITTEN)
+    changed = []
+    for shipment in {id(s): s for s in shipments}.values():
+        state = inspect(shipment)
+        if state.modified and not state.expired_attributes and state.committed_state.keys() <= written:
+            shipment.updated_at = now
+            changed.append(shipment)
+    rows = [_written_row(shipment) for shipment in changed]
+    for shipment, row in zip(changed, rows, strict=True):
+        for column in _WRITTEN:  # as though just loaded: the flush has nothing left to write
+            set_committed_value(shipment, column, row[column])
+    update_by_id(session, Shipment.__table__, rows)
+
+
+def _written_row(shipment: Shipment) -> dict[str, Any]:
+    return {"id": shipment.id} | {column: getattr(shipment, column) for column in _WRITTEN}
 
 
 def _row_outcome(body: ParsedBody, outcomes: list[str]) -> str:
