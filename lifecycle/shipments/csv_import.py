@@ -1,4 +1,4 @@
-"""Streaming CSV import: rows are read, checked and queued 1,000 at a time.
+"""Streaming CSV import: rows are read, checked and queued 5,000 at a time.
 
 Memory stays flat however long the file is: only the current chunk is held, and bad lines are
 reported through a callback as they are met (with their line numbers) rather than collected.
@@ -17,7 +17,7 @@ from config.settings import Settings
 from lifecycle.shipments.registration import Registration, register
 
 COLUMNS = ("number", "carrier", "lang", "tag")
-CHUNK = 1000
+CHUNK = 5000
 
 
 @dataclass

@@ -2,24 +2,23 @@
 
 Every registration costs quota, so a (number, carrier) already registered here and not deleted is
 never sent again, and obvious garbage is refused before any call (reference/17track.md §1, §2.1).
+A batch (a CSV chunk, an API call) is decided here in Python on plain rows and stored as sets by
+registration_rows, so its cost is a handful of statements however many numbers it holds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lifecycle.db import utcnow
-from lifecycle.operations.models import Operation
-from lifecycle.providers.seventeentrack.kinds import registration_key
+from lifecycle.providers.seventeentrack import registration_rows as rows
 from lifecycle.providers.seventeentrack.numbers import NUMBER_PATTERN, normalise
-from lifecycle.shipments.models import UNKNOWN_CARRIER, Shipment
+from lifecycle.providers.seventeentrack.registration_rows import Known, Queued
+from lifecycle.shipments.models import UNKNOWN_CARRIER
 from lifecycle.shipments.requests import Outcome, Registration
-from lifecycle.sqlutil import insert_ignoring_conflicts
 
-PROVIDER = "17track"
+PROVIDER = rows.PROVIDER
 # States in which the number may be registered (again): never sent, refused, or deleted.
 REGISTRABLE = ("deleted", "rejected")
 
@@ -38,6 +37,7 @@ def check_number(raw: str) -> str:
 
 
 def register(session: Session, requests: Sequence[Registration]) -> list[Outcome]:
+    """One outcome per request, in order; the queued ones are stored with their operations."""
     outcomes: list[Outcome | None] = [None] * len(requests)
     valid: dict[int, Registration] = {}
     for index, request in enumerate(requests):
@@ -49,73 +49,39 @@ def register(session: Session, requests: Sequence[Registration]) -> list[Outcome
         valid[index] = Registration(
             number, request.carrier or None, request.lang or None, request.tag or None
         )
-    existing = _existing(session, {r.number for r in valid.values()})
-    queued: list[Shipment] = []
+    existing = rows.existing(session, (r.number for r in valid.values()))
+    queued: list[Queued] = []
     for index, request in valid.items():
-        outcome, shipment = _decide(session, existing, request)
+        outcome, decided = _decide(existing, request)
         outcomes[index] = outcome
-        if shipment is not None:
-            queued.append(shipment)
-    session.flush()
-    insert_ignoring_conflicts(session, Operation, [_register_row(s) for s in queued], ["idempotency_key"])
+        if decided is not None:
+            queued.append(decided)
+    rows.save(session, queued)
     return [o for o in outcomes if o is not None]
 
 
-def _existing(session: Session, numbers: set[str]) -> dict[str, list[Shipment]]:
-    found: dict[str, list[Shipment]] = {}
-    if numbers:
-        stmt = select(Shipment).where(Shipment.provider == PROVIDER, Shipment.number.in_(numbers))
-        for shipment in session.scalars(stmt):
-            found.setdefault(shipment.number, []).append(shipment)
-    return found
+def _decide(existing: dict[str, list[Known]], request: Registration) -> tuple[Outcome, Queued | None]:
+    """Refuse a (number, carrier) live here, else queue it: again if deleted or rejected, else new.
 
-
-def _decide(
-    session: Session, existing: dict[str, list[Shipment]], request: Registration
-) -> tuple[Outcome, Shipment | None]:
-    rows = existing.setdefault(request.number, [])
+    `existing` is updated in place, so a duplicate later in the same batch is refused like one
+    registered before it."""
+    known_rows = existing.setdefault(request.number, [])
     carrier = request.carrier or UNKNOWN_CARRIER
-    live = [s for s in rows if s.tracking not in REGISTRABLE]
-    clash = [s for s in live if not request.carrier or s.carrier in (carrier, UNKNOWN_CARRIER)]
+    live = [k for k in known_rows if k.tracking not in REGISTRABLE]
+    clash = [k for k in live if not request.carrier or k.carrier in (carrier, UNKNOWN_CARRIER)]
     if clash:
         known = clash[0]
         where = f"carrier {known.carrier}" if known.carrier else "carrier being detected"
         return Outcome(request.number, False, f"already registered here ({where}, {known.tracking})"), None
-    reusable = next((s for s in rows if s.carrier == carrier), None)
+    reusable = next((k for k in known_rows if k.carrier == carrier), None)
     if reusable is not None:
         # Registering a deleted number again is a new registration (and 17TRACK charges it again).
-        reusable.registration_generation += 1
-        shipment = reusable
+        reusable.generation += 1
+        reusable.tracking = "pending"
+        decided = Queued(reusable, request, again=True)
     else:
-        shipment = Shipment(provider=PROVIDER, number=request.number, carrier=carrier)
-        session.add(shipment)
-        rows.append(shipment)
-    _reset_for_registration(shipment, request)
+        known = Known(None, request.number, carrier, "pending", 1)
+        known_rows.append(known)
+        decided = Queued(known, request, again=False)
     note = "" if request.carrier else " (carrier auto-detected by 17TRACK)"
-    return Outcome(request.number, True, "queued for registration" + note, request.carrier), shipment
-
-
-def _reset_for_registration(shipment: Shipment, request: Registration) -> None:
-    shipment.tracking = "pending"
-    shipment.origin = "registered"
-    shipment.tag, shipment.lang = request.tag, request.lang
-    shipment.error_code = shipment.last_error = None
-    shipment.deleted_at = shipment.stopped_at = None
-    shipment.retracked, shipment.carrier_changes = False, 0
-
-
-def _register_row(shipment: Shipment) -> dict[str, object]:
-    now = utcnow()
-    return {
-        "provider": PROVIDER,
-        "kind": "register",
-        "shipment_id": shipment.id,
-        "number": shipment.number,
-        "carrier": shipment.carrier,
-        "payload": {"tag": shipment.tag, "lang": shipment.lang},
-        "idempotency_key": f"17track:register:{registration_key(shipment)}",
-        "status": "pending",
-        "attempts": 0,
-        "next_attempt_at": now,
-        "created_at": now,
-    }
+    return Outcome(request.number, True, "queued for registration" + note, request.carrier), decided
