@@ -19,6 +19,7 @@ from lifecycle.db import utcnow
 from lifecycle.outbound.models import PENDING, Delivery, Endpoint, OutboundEvent
 from lifecycle.shipments.models import Shipment
 from lifecycle.shipments.queries import shipment_json
+from lifecycle.sqlutil import insert_rows
 
 # Transition kinds that are told: a new status (typed by that status), a newer event without a
 # status change, and tracking stopped by the provider. Stale events change nothing and are not.
@@ -49,7 +50,8 @@ def record_transitions(session: Session, transitions: Sequence[dict[str, Any]]) 
         return 0
     endpoints = subscribed_endpoints(session)
     if not any(_wants(wanted, e["type"]) for _, wanted in endpoints for e in events):
-        session.execute(insert(OutboundEvent), events)
+        # Kept for replays even when no endpoint listens: one fixed statement over arrays.
+        insert_rows(session, OutboundEvent.__table__, events)  # type: ignore[arg-type]
         return 0
     stmt = insert(OutboundEvent).returning(OutboundEvent.id, sort_by_parameter_order=True)
     ids = session.scalars(stmt, events).all()
