@@ -36,19 +36,49 @@ def test_concurrent_requests_each_get_the_id_of_their_own_body(app, writer):
 
 
 def test_a_leader_hands_the_commits_on_instead_of_committing_for_everyone(app, writer, monkeypatch):
-    committers: set[str] = set()
-    real = writer_module._commit
+    """The first request commits its own body, then once more for those that queued meanwhile; the
+    requests that queued after that are committed by one of them, not by the first one again."""
+    real, committers = writer_module._commit, []
+    gates = [threading.Event() for _ in range(3)]
 
-    def slow_commit(held, batch):  # type: ignore[no-untyped-def]
-        committers.add(threading.current_thread().name)
-        threading.Event().wait(0.01)
+    def gated_commit(held, batch):  # type: ignore[no-untyped-def]
+        committers.append(threading.current_thread().name)
+        gates[min(len(committers), 3) - 1].wait(30)
         return real(held, batch)
 
-    monkeypatch.setattr(writer_module, "_commit", slow_commit)
-    with ThreadPoolExecutor(max_workers=8, thread_name_prefix="request") as pool:
-        ids = list(pool.map(lambda n: writer.write("17track", b"{}"), range(200)))
-    assert len(set(ids)) == 200
-    assert len(committers) > 1
+    monkeypatch.setattr(writer_module, "_commit", gated_commit)
+
+    def start(name: str) -> threading.Thread:
+        thread = threading.Thread(target=writer.write, args=("17track", name.encode()), name=name)
+        thread.start()
+        return thread
+
+    def queued(count: int) -> None:
+        wait_until(lambda: len(writer._waiting) == count)
+
+    threads = [start("first")]
+    wait_until(lambda: len(committers) == 1)
+    threads += [start(f"second-{n}") for n in range(3)]
+    queued(3)
+    gates[0].set()
+    wait_until(lambda: len(committers) == 2)
+    threads += [start(f"third-{n}") for n in range(2)]
+    queued(2)
+    gates[1].set()
+    wait_until(lambda: len(committers) == 3)
+    gates[2].set()
+    for thread in threads:
+        thread.join(30)
+    assert committers[:2] == ["first", "first"] and committers[2].startswith("third-")
+    assert len(stored(app)) == 6
+
+
+def wait_until(condition) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(3000):
+        if condition():
+            return
+        threading.Event().wait(0.01)
+    raise AssertionError("condition not met within 30 s")
 
 
 def test_a_failed_commit_is_an_error_for_its_requests_and_the_next_ones_are_stored(app, writer, monkeypatch):
@@ -87,3 +117,11 @@ def test_a_request_that_gives_up_waiting_is_never_made_leader(app, writer, monke
     later = writer.write("17track", b'{"later": 1}', timeout=30)
     bodies = stored(app)
     assert bodies[first] == b'{"leader": 1}' and bodies[later] == b'{"later": 1}'
+
+
+def test_an_idle_writer_gives_its_connection_back_to_the_pool(app, writer):
+    """A connection held between webhooks would be one per app for good (and tests build many)."""
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda n: writer.write("17track", b"{}"), range(50)))
+    with app.app_context():
+        assert db.engine.pool.checkedout() == 0  # type: ignore[union-attr,attr-defined]

@@ -139,6 +139,9 @@ class InboxWriter:
                 batch = self._waiting[: self._max_batch]
                 del self._waiting[: len(batch)]
                 if not batch:
+                    # Nobody waits: the connection goes back to the pool rather than stay held idle
+                    # (while webhooks keep coming, one leadership runs on and keeps it).
+                    self._held.release()
                     self._leading = False
                     return
             self._commit(batch)
@@ -146,6 +149,7 @@ class InboxWriter:
             if own.settled and rounds >= self.MAX_ROUNDS:
                 with self._lock:
                     if not self._waiting:
+                        self._held.release()
                         self._leading = False
                         return
                     if any(waiting.promote() for waiting in self._waiting):
