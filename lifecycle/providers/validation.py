@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
-from pydantic import AfterValidator, BeforeValidator, StrictStr, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, StrictStr, ValidationError
+
+Model = TypeVar("Model", bound=BaseModel)
 
 # Kept in `inbox.error` and shown in the admin: long enough to say what is wrong, never the body.
 MAX_ERROR_CHARS = 500
@@ -62,6 +65,19 @@ def load_json(raw: bytes, error: type[ValueError]) -> Any:
         raise error("malformed JSON: nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, integers over 4,300 digits
         raise error(f"malformed JSON: {readable(exc)}") from None
+
+
+def load_model(
+    raw: bytes, model: type[Model], error: type[ValueError], check_envelope: Callable[[Any], None]
+) -> Model:
+    """Decode a body, check that it is this provider's kind of body at all, then validate its shape;
+    every failure is one `error` with a readable reason."""
+    payload = load_json(raw, error)
+    check_envelope(payload)
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        raise error(describe(exc)) from None
 
 
 def describe(exc: ValidationError) -> str:

@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
-import time
 from typing import Any
 
 import requests
 
-from lifecycle.metrics import observe_call
 from lifecycle.providers.base import ProviderError
-from lifecycle.ratelimit import Limiter
+from lifecycle.providers.http import LimitedHttpClient
 
 
-class CargoAiClient:
-    def __init__(self, base_url: str, api_key: str, limiter: Limiter, timeout: float) -> None:
-        self._base_url = base_url.rstrip("/")
-        self._api_key = api_key
-        self._limiter = limiter
-        self._timeout = timeout
-        # How long one call can take at most (senders reclaim a dead sender's calls after it).
-        self.timeout = timeout
-        self._http = requests.Session()
-        self.limiter_key = "cargoai:" + hashlib.sha256(api_key.encode()).hexdigest()[:12]
+class CargoAiClient(LimitedHttpClient):
+    provider = "cargoai"
 
     def subscribe(self, awb: str, url: str, emails: list[str], airline_code: str | None) -> tuple[int, dict]:
         body: dict[str, Any] = {"awb": awb, "url": url}
@@ -40,21 +29,10 @@ class CargoAiClient:
 
     def _request(self, method: str, path: str, **kwargs: Any) -> tuple[int, dict]:
         """(HTTP status, JSON body) for answers about the item; ProviderError for the retryable rest."""
-        started, status = time.perf_counter(), None
         try:
-            with self._limiter.slot(self.limiter_key, self._timeout + 1):
-                response = self._http.request(
-                    method,
-                    f"{self._base_url}/{path}",
-                    headers={"x-api-key": self._api_key},
-                    timeout=self._timeout,
-                    **kwargs,
-                )
-            status = response.status_code
+            response = self._limited(method, path, {"x-api-key": self._api_key}, **kwargs)
         except requests.RequestException as exc:
             raise ProviderError(f"{path}: {exc.__class__.__name__}: {exc}", transient=True) from exc
-        finally:
-            observe_call("cargoai", path, time.perf_counter() - started, status)
         if response.status_code == 429 or response.status_code >= 500:
             raise ProviderError(f"{path}: HTTP {response.status_code}", transient=True)
         if response.status_code in (401, 403):

@@ -9,12 +9,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import ValidationError
-
 from lifecycle.providers.base import BodyError
 from lifecycle.providers.cargoai import awb
 from lifecycle.providers.cargoai.payloads import CallbackBody, Event
-from lifecycle.providers.validation import describe, load_json, parse_time
+from lifecycle.providers.validation import load_model, parse_time
 
 PROVIDER = "cargoai"
 
@@ -120,12 +118,7 @@ def _event(raw: Event) -> AwbEvent:
 
 def parse_callback(raw_body: bytes) -> Callback:
     """Every distinct event of `oldEvents`, `newEvents` and `events`, oldest first."""
-    payload = load_json(raw_body, CallbackError)
-    check_envelope(payload)
-    try:
-        body = CallbackBody.model_validate(payload)
-    except ValidationError as exc:
-        raise CallbackError(describe(exc)) from None
+    body = load_model(raw_body, CallbackBody, CallbackError, check_envelope)
     try:
         number = awb.normalise(body.awb)
     except ValueError as exc:

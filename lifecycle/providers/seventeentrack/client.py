@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
-import time
 from typing import Any
 
 import requests
 
-from lifecycle.metrics import observe_call
 from lifecycle.providers.base import ProviderError
-from lifecycle.ratelimit import Limiter
+from lifecycle.providers.http import LimitedHttpClient
 
 
 def _answer_lost(exc: requests.RequestException) -> bool:
@@ -26,17 +23,8 @@ def _answer_lost(exc: requests.RequestException) -> bool:
 _TRANSIENT_CODES = frozenset({-18010003})
 
 
-class SeventeenTrackClient:
-    def __init__(self, base_url: str, api_key: str, limiter: Limiter, timeout: float) -> None:
-        self._base_url = base_url.rstrip("/")
-        self._api_key = api_key
-        self._limiter = limiter
-        self._timeout = timeout
-        # How long one call can take at most (senders reclaim a dead sender's calls after it).
-        self.timeout = timeout
-        self._http = requests.Session()
-        # One window per account: two deployments with different keys do not share a limit.
-        self.limiter_key = "17track:" + hashlib.sha256(api_key.encode()).hexdigest()[:12]
+class SeventeenTrackClient(LimitedHttpClient):
+    provider = "17track"
 
     def call(self, endpoint: str, body: Any) -> dict[str, Any]:
         """POST to an endpoint; returns `data` of a code-0 envelope or raises ProviderError."""
@@ -44,23 +32,12 @@ class SeventeenTrackClient:
 
     def call_envelope(self, endpoint: str, body: Any) -> dict[str, Any]:
         """The whole code-0 envelope (gettracklist puts `page` beside `data`)."""
-        started, status = time.perf_counter(), None
         try:
-            # The slot is held until the answer is back: see lifecycle.ratelimit.
-            with self._limiter.slot(self.limiter_key, self._timeout + 1):
-                response = self._http.post(
-                    f"{self._base_url}/{endpoint}",
-                    json=body,
-                    headers={"17token": self._api_key},
-                    timeout=self._timeout,
-                )
-            status = response.status_code
+            response = self._limited("POST", endpoint, {"17token": self._api_key}, json=body)
         except requests.RequestException as exc:
             raise ProviderError(
                 f"{endpoint}: {exc.__class__.__name__}: {exc}", transient=True, answer_lost=_answer_lost(exc)
             ) from exc
-        finally:
-            observe_call("17track", endpoint, time.perf_counter() - started, status)
         return _unwrap(endpoint, response)
 
 

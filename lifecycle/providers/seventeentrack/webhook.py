@@ -8,12 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pydantic import ValidationError
-
 from lifecycle.providers.base import BodyError
 from lifecycle.providers.seventeentrack.numbers import normalise as normalise_17track
 from lifecycle.providers.seventeentrack.payloads import LatestEvent, LatestStatus, PushEnvelope
-from lifecycle.providers.validation import describe, load_json, parse_time
+from lifecycle.providers.validation import load_model, parse_time
 
 PROVIDER = "17track"
 EVENT_UPDATED = "TRACKING_UPDATED"
@@ -96,12 +94,7 @@ def map_status(main: str | None, sub: str | None) -> tuple[str | None, str | Non
 
 def parse_push(raw_body: bytes) -> Push:
     """Parse a stored push body; raises PushError with a readable reason whatever the body holds."""
-    payload = load_json(raw_body, PushError)
-    check_envelope(payload)
-    try:
-        envelope = PushEnvelope.model_validate(payload)
-    except ValidationError as exc:
-        raise PushError(describe(exc)) from None
+    envelope = load_model(raw_body, PushEnvelope, PushError, check_envelope)
     data = envelope.data
     number = normalise_17track(data.number)
     if not number:
