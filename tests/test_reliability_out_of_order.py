@@ -3,17 +3,19 @@ ends in. 17TRACK retries and reorders; the newest event must win whatever the ar
 
 Each timeline is stored in the inbox in order under one set of numbers and, shuffled (with
 duplicates), under other sets, then drained: every copy must end with the same status, sub-status,
-latest event, tracking state and stoptrack, on both backends.
+latest event, tracking state and stoptrack, on both backends. Applied, doubled and lost are counted
+per push (history rows per number and event time), so a double and a loss cannot cancel out.
 """
 
 from __future__ import annotations
 
 import random
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import insert, select
 
 from lifecycle.extensions import db
 from lifecycle.inbox import service as inbox
@@ -43,6 +45,13 @@ COPIES = 10  # numbers per timeline
 SHUFFLES = 3
 
 
+def event_key(number: str, payload: dict[str, Any]) -> tuple[str, datetime | None]:
+    """What one distinct push leaves in the history: (number, event time); None for a stop notice."""
+    if payload["event"] == pushes.EVENT_STOPPED:
+        return number, None
+    return number, datetime.fromisoformat(payload["data"]["track_info"]["latest_event"]["time_iso"])
+
+
 def payloads(number: str, timeline: list[str], index: int) -> list[dict[str, Any]]:
     out = []
     for step, entry in enumerate(timeline):
@@ -55,13 +64,15 @@ def payloads(number: str, timeline: list[str], index: int) -> list[dict[str, Any
     return out
 
 
-def deliver(prefix: str, timelines: list[list[str]], rng: random.Random | None) -> int:
+def deliver(prefix: str, timelines: list[list[str]], rng: random.Random | None) -> tuple[int, set[tuple]]:
     """Store every timeline's pushes under `prefix` numbers, as the webhook stores them: in order, or
-    shuffled with duplicates."""
-    bodies = []
+    shuffled with duplicates. How many were stored, and the event key of each distinct push."""
+    bodies, keys = [], set()
     for t, timeline in enumerate(timelines):
         for copy in range(COPIES):
-            items = payloads(f"{prefix}{t}X{copy:03d}", timeline, copy)
+            number = f"{prefix}{t}X{copy:03d}"
+            items = payloads(number, timeline, copy)
+            keys |= {event_key(number, item) for item in items}
             if rng is not None:
                 items += [item for item in items if rng.random() < 0.2]  # providers deliver twice
                 rng.shuffle(items)
@@ -70,7 +81,18 @@ def deliver(prefix: str, timelines: list[list[str]], rng: random.Random | None) 
         session.execute(
             insert(InboxEvent), [{"provider": "17track", "body": pushes.encode(b)} for b in bodies]
         )
-    return len(bodies)
+    return len(bodies), keys
+
+
+def applied_counts() -> Counter[tuple]:
+    """History rows per (number, event time): each distinct push must leave exactly one."""
+    with db.new_session() as session:
+        rows = session.execute(
+            select(Shipment.number, Transition.event_time).join(
+                Shipment, Shipment.id == Transition.shipment_id
+            )
+        ).all()
+    return Counter((number, when) for number, when in rows)
 
 
 def final_states(prefix: str) -> dict[str, tuple]:
@@ -88,16 +110,16 @@ def final_states(prefix: str) -> dict[str, tuple]:
 
 def differences(timelines: list[list[str]]) -> tuple[list[str], dict[str, Any]]:
     """Deliver the timelines in order and shuffled, drain; what differs, and the figures."""
-    sent = deliver("ORD", timelines, None)
+    sent, expected = deliver("ORD", timelines, None)
     for seed in range(SHUFFLES):
-        sent += deliver(f"SH{seed}", timelines, random.Random(seed))
+        stored, keys = deliver(f"SH{seed}", timelines, random.Random(seed))
+        sent, expected = sent + stored, expected | keys
     report = inbox.drain(db.new_session, batch_size=50)
     in_order = final_states("ORD")
     shuffled = {seed: final_states(f"SH{seed}") for seed in range(SHUFFLES)}
     with db.new_session() as session:
         pending = session.scalars(select(InboxEvent.id).where(InboxEvent.status != "processed")).all()
-        # Every distinct push leaves exactly one history row, a duplicate none: the applied figure.
-        applied = session.scalar(select(func.count()).select_from(Transition)) or 0
+    applied = applied_counts()
     differing = [
         f"{seed}:{key}: {got} vs in order {in_order.get(key)}"
         for seed, states in shuffled.items()
@@ -107,22 +129,33 @@ def differences(timelines: list[list[str]]) -> tuple[list[str], dict[str, Any]]:
     shipments = len(timelines) * COPIES
     assert pending == [] and report.failed == 0
     assert len(in_order) == shipments and all(len(s) == shipments for s in shuffled.values())
-    distinct = sum(len(timeline) for timeline in timelines) * COPIES * (1 + SHUFFLES)
-    return differing, {"sent": sent, "distinct": distinct, "applied": applied, "outcomes": report.outcomes}
+    assert len(expected) == sum(len(timeline) for timeline in timelines) * COPIES * (1 + SHUFFLES)
+    # Per push, not net: one push applied twice and another never cannot cancel out.
+    doubled = {key: n for key, n in applied.items() if n > 1 or key not in expected}
+    lost = sorted(expected - set(applied), key=str)
+    figures = {
+        "sent": sent,
+        "distinct": len(expected),
+        "applied": sum(applied.values()),
+        "outcomes": report.outcomes,
+    }
+    return differing, figures | {"doubled": doubled, "lost": lost}
 
 
 @pytest.mark.integration
 def test_shuffled_delivery_ends_in_the_state_in_order_delivery_ends_in(app):
     with app.app_context():
         differing, figures = differences(TIMELINES)
-    distinct, applied = figures["distinct"], figures["applied"]
+    doubled, lost = figures["doubled"], figures["lost"]
     Figures(
-        "out of order", figures["sent"], figures["sent"], applied, max(0, applied - distinct),
-        max(0, distinct - applied),
-        {"distinct_pushes": distinct, "shipments_per_run": len(TIMELINES) * COPIES, "shuffled_runs": SHUFFLES,
-         "differing": len(differing), "outcomes": figures["outcomes"]},
+        "out of order", figures["sent"], figures["sent"], figures["applied"],
+        sum(n - 1 if n > 1 else n for n in doubled.values()), len(lost),
+        {"distinct_pushes": figures["distinct"], "shipments_per_run": len(TIMELINES) * COPIES,
+         "shuffled_runs": SHUFFLES, "differing": len(differing), "outcomes": figures["outcomes"]},
     ).show()  # fmt: skip
-    assert applied == distinct
+    assert doubled == {}, list(doubled.items())[:10]
+    assert lost == [], lost[:10]
+    assert figures["applied"] == figures["distinct"]
     assert differing == [], "\n".join(differing[:10])
 
 
@@ -147,5 +180,6 @@ def test_endings_that_once_depended_on_arrival_order(app, timeline):
     """A return after a delivery withdraws the unsent auto-stop; a newest push with an unknown status
     leaves the newest known status in place whatever order the pushes came in."""
     with app.app_context():
-        differing, _ = differences([timeline])
+        differing, figures = differences([timeline])
+    assert figures["doubled"] == {} and figures["lost"] == [], (figures["doubled"], figures["lost"])
     assert differing == [], "\n".join(differing[:10])
