@@ -130,6 +130,28 @@ def test_quota_report_over_api_and_cli_shape(settings_factory, sim):
     assert json.dumps(body)  # plain JSON: no Decimal or datetime objects
 
 
+def test_on_the_free_plan_a_burn_the_free_quota_covers_never_runs_out(settings_factory, sim, tiny_rules):
+    """The free plan's bucket is 0 of 0: the forecast said "runs out today" with 95 of 100 free left."""
+    app = make_app(settings_factory, sim, seventeentrack_plan="free")
+    queue(app, *[Registration(f"RR{n:09d}CN", 3011) for n in range(5)])
+    assert flush(app)["done"] == 5
+    with app.app_context(), db.new_session() as session:
+        report = quota_report(session, runtime.accounts_in_force(), utcnow())["providers"]["17track"]
+    free, plan = report["buckets"][:2]
+    assert (free["bucket"], free["remaining"], plan["limit"], plan["remaining"]) == ("monthly_free", 95, 0, 0)
+    assert report["forecast_exhausted_on"] is None
+    # Two free units a month, and three used in the last 30 days: the burn is beyond the free quota,
+    # and with nothing left this month it has run out today.
+    short = make_app(settings_factory, sim, seventeentrack_plan="free", quota_rules_dir=tiny_rules,
+                     allow_overage=True)  # fmt: skip
+    queue(short, *[Registration(f"RR{n:09d}CN", 3011) for n in range(5, 8)])
+    assert flush(short)["done"] == 3
+    with short.app_context(), db.new_session() as session:
+        tight = quota_report(session, runtime.accounts_in_force(), utcnow())["providers"]["17track"]
+    assert tight["buckets"][0]["remaining"] == 0
+    assert tight["forecast_exhausted_on"] == utcnow().date().isoformat()  # ACCOUNT_TIMEZONE is UTC
+
+
 @pytest.mark.parametrize(
     ("monthly", "cheapest", "if_free_alongside", "saving"),
     [

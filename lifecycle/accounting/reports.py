@@ -145,17 +145,23 @@ def _rate(units: int, days: int) -> Decimal:
 
 
 def _forecast(account: Account, buckets: list[dict[str, Any]], per_day: Decimal, today: date) -> str | None:
-    """When the plan's quota runs out at the 30-day burn rate, after each month's free quota."""
+    """When the plan's quota runs out at the 30-day burn rate, after each month's free quota.
+
+    The free quota is weighed first: a burn it covers never runs out, even on a plan with nothing
+    included (the free plan's bucket is 0 of 0). Once the plan is empty, what is left is this
+    month's free units, spent at the whole burn rate.
+    """
     plan_bucket = next((b for b in buckets if b["bucket"] in ("plan", "included")), None)
-    if plan_bucket is None:
+    if plan_bucket is None or per_day <= 0:
         return None
-    free_monthly = sum(b["limit"] for b in buckets if b["bucket"] == "monthly_free")
-    free_per_day = Decimal(free_monthly) / DAYS_PER_MONTH
+    free = [b for b in buckets if b["bucket"] == "monthly_free"]
+    free_per_day = Decimal(sum(b["limit"] for b in free)) / DAYS_PER_MONTH
     net = per_day - free_per_day
-    if plan_bucket["remaining"] == 0 and per_day > 0:
-        return today.isoformat()
     if net <= 0:
         return None  # the monthly free quota covers the current burn
+    if plan_bucket["remaining"] == 0:
+        free_left = sum(b["remaining"] for b in free)
+        return (today + timedelta(days=int(free_left / per_day))).isoformat()
     return (today + timedelta(days=int(plan_bucket["remaining"] / net))).isoformat()
 
 
