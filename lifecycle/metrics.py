@@ -40,6 +40,11 @@ PROVIDER_CALL_SECONDS = Histogram(
 PROVIDER_THROTTLED = Counter(
     "lifecycle_provider_throttled_total", "HTTP 429 answers from a provider", ["provider"]
 )
+OUTBOUND_DELIVERIES = Counter(
+    "lifecycle_outbound_deliveries_total",
+    "Outbound delivery attempts settled, by result (delivered, retrying, given_up)",
+    ["result"],
+)
 JOB_RUNS = Counter(
     "lifecycle_job_runs_total", "Scheduled job runs by job and result (ok, error, skipped)", ["job", "result"]
 )
@@ -56,6 +61,13 @@ def count_outcomes(outcomes: dict[int, str]) -> None:
 
 def count_operation(provider: str, kind: str, result: str) -> None:
     OPERATIONS.labels(provider=provider, kind=kind, result=result).inc()
+
+
+def count_deliveries(counts: dict[str, int]) -> None:
+    """A settled round of outbound attempts: delivered, retrying and given_up as counted."""
+    for result in ("delivered", "retrying", "given_up"):
+        if counts.get(result):
+            OUTBOUND_DELIVERIES.labels(result=result).inc(counts[result])
 
 
 def observe_call(provider: str, endpoint: str, seconds: float, status: int | None) -> None:

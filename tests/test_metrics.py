@@ -16,7 +16,8 @@ from lifecycle.cleanup.heartbeat import WORKER
 from lifecycle.cleanup.heartbeat import record as record_heartbeat
 from lifecycle.extensions import db
 from lifecycle.observability import multiproc
-from tests.helpers import delivered, in_transit, post_push
+from tests.helpers import delivered, in_transit, post_push, wait_for
+from tests.outbound_support import FAST_RETRIES, EventReceiver, add_endpoint, deliveries, drain, send
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,6 +96,41 @@ def test_provider_calls_latency_and_operations_sent_are_counted(sim_app, sim):
     assert value(after, sent[0], **sent[1]) - value(before, sent[0], **sent[1]) == 1
     calls = ("lifecycle_provider_call_seconds_count", {"provider": "17track", "endpoint": "stoptrack"})
     assert value(after, calls[0], **calls[1]) - value(before, calls[0], **calls[1]) == 1
+
+
+def test_outbound_deliveries_pending_age_and_disabled_endpoints_are_exported(settings_factory):
+    from lifecycle import create_app
+    from lifecycle.outbound import endpoints
+
+    app = create_app(settings_factory(**(FAST_RETRIES | {"outbound_max_attempts": 2})))
+    client = app.test_client()
+    counted = "lifecycle_outbound_deliveries_total"
+    with EventReceiver() as receiver:
+        endpoint_id, _ = add_endpoint(app, receiver.url)
+        before = scrape(client)
+        assert value(before, "lifecycle_outbound_pending") == 0
+        post_push(client, in_transit("OB1", 10))
+        post_push(client, delivered("OB2", 30))
+        drain(app)
+        waiting = scrape(client)
+        assert value(waiting, "lifecycle_outbound_pending") == 2
+        assert value(waiting, "lifecycle_outbound_oldest_pending_age_seconds") >= 0
+        receiver.refuse = b'"number":"OB1"'  # OB1 fails twice and is given up; OB2 goes through
+        wait_for(lambda: send(app) and all(d.status != "pending" for d in deliveries(app)), timeout=30,
+                 interval=0.05)  # fmt: skip
+    with app.app_context(), db.new_session() as session, session.begin():
+        endpoints.set_enabled(session, endpoint_id, False)
+    after = scrape(client)
+
+    def grew(result: str) -> float:
+        return value(after, counted, result=result) - value(before, counted, result=result)
+
+    assert (grew("delivered"), grew("retrying"), grew("given_up")) == (1, 1, 1)
+    assert value(after, "lifecycle_outbound_pending") == 0
+    assert value(after, "lifecycle_outbound_oldest_pending_age_seconds") == 0
+    assert value(after, "lifecycle_outbound_given_up") == 1
+    assert value(after, "lifecycle_outbound_endpoints_disabled") == 1
+    db.engine.dispose()  # type: ignore[union-attr]
 
 
 WRITER = textwrap.dedent(

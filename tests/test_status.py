@@ -29,11 +29,47 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_a_quiet_new_service_says_nothing_ran_yet(app, run_cli):
     report = json.loads(run_cli("status", "--json"))
     assert report["inbox"] == {"pending": 0, "failed": 0, "capped": False, "oldest_pending_age_seconds": None}
-    assert report["outbox"] == {"queued": [], "in_flight": 0, "failed": 0}
+    assert report["outbox"] == {"queued": [], "in_flight": 0, "failed": 0, "failed_by_kind": []}
     assert report["alerts"] == ["workers: no worker has run yet", "beat: no heartbeat yet"]
     free = [b for b in report["quota"] if b["bucket"] == "monthly_free"]
     assert free[0]["provider"] == "17track" and free[0]["remaining"] == 100
     assert {job["job"] for job in report["jobs"]} >= {"retention", "safety-net", "reconcile"}
+    assert report["outbound"] == {"endpoints": 0, "endpoints_disabled": 0, "pending": 0, "in_flight": 0,
+                                  "oldest_pending_age_seconds": None, "given_up": 0}  # fmt: skip
+    screen = run_cli("status")
+    assert "outbound  no endpoint" in screen
+    # No paid plan is set: its bucket (limit 0, nothing used) is not shown as "0 used of 0".
+    plan = next(b for b in report["quota"] if b["provider"] == "17track" and b["bucket"] == "plan")
+    assert (plan["limit"], plan["used"]) == (0, 0)
+    assert " plan " not in screen and "of 0 (0 left)" not in screen
+    assert "17track quota monthly_free" in screen and "0 used of 100 (100 left)" in screen
+
+
+def test_outbound_deliveries_waiting_and_their_age_are_reported(app, client, run_cli):
+    from lifecycle.outbound import endpoints
+    from lifecycle.outbound.models import Delivery
+
+    with app.app_context(), db.new_session() as session, session.begin():
+        endpoints.add(session, "http://127.0.0.1:9/hook", None, allow_private=True)
+        second = endpoints.add(session, "http://127.0.0.1:9/other", ["delivered"], allow_private=True)
+        endpoints.set_enabled(session, second.id, False)
+    post_push(client, in_transit("OU1"))
+    with app.app_context():
+        jobs.drain_inbox()
+    report = json.loads(run_cli("status", "--json"))
+    outbound = report["outbound"]
+    assert (outbound["endpoints"], outbound["endpoints_disabled"], outbound["pending"]) == (2, 1, 1)
+    assert 0 <= outbound["oldest_pending_age_seconds"] < 600
+    assert not any(alert.startswith("outbound") for alert in report["alerts"])
+    screen = run_cli("status")
+    assert re.search(r"outbound  2 endpoint\(s\) \(1 disabled\); 1 pending, oldest created \d+ s ago", screen)
+    with app.app_context(), db.new_session() as session, session.begin():
+        session.execute(update(Delivery).values(created_at=utcnow() - timedelta(hours=2)))
+    report = json.loads(run_cli("status", "--json"))
+    assert (
+        "outbound: oldest pending delivery is 2.0 h old (1 pending; `manage.py endpoint attempts ID`)"
+        in (report["alerts"])
+    )
 
 
 def test_lag_backlog_pause_heartbeats_and_jobs_are_reported(app, client, run_cli):

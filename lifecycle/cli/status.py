@@ -18,7 +18,7 @@ from lifecycle.cli.context import read_session
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one object; one per line with --watch).")
 def status(watch: bool, interval: float, as_json: bool) -> None:
-    """Inbox lag, outbox backlog, pauses, heartbeats, quota, last job runs and alerts."""
+    """Inbox lag, outbox backlog, pauses, outbound events, heartbeats, quota, job runs and alerts."""
     while True:
         report = _report()
         if as_json:
@@ -68,6 +68,7 @@ def render(report: dict[str, Any]) -> list[str]:
         + f"; {inbox['failed']} failed",
         f"outbox    queued: {queued}; in flight {outbox['in_flight']}; failed {outbox['failed']}",
         "paused    " + ("; ".join(_pause(p) for p in report["paused"]) or "nothing"),
+        f"outbound  {_outbound(report['outbound'])}",
         f"workers   {beats['workers']['alive']} alive, "
         f"newest heartbeat {_age(beats['worker_heartbeat_age_seconds'])}",
         f"beat      heartbeat {_age(beats['beat_heartbeat_age_seconds'])}",
@@ -81,6 +82,18 @@ def render(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _outbound(outbound: dict[str, Any]) -> str:
+    if not outbound["endpoints"]:
+        return "no endpoint (`manage.py endpoint add URL`)"
+    disabled = f" ({outbound['endpoints_disabled']} disabled)" if outbound["endpoints_disabled"] else ""
+    oldest = outbound["oldest_pending_age_seconds"]
+    age = f", oldest created {_age(oldest)}" if oldest is not None else ""
+    return (
+        f"{outbound['endpoints']} endpoint(s){disabled}; {outbound['pending']} pending{age}; "
+        f"in flight {outbound['in_flight']}; given up {outbound['given_up']}"
+    )
+
+
 def _pause(pause: dict[str, Any]) -> str:
     until = f" until {pause['until'][:16]}" if pause.get("until") else " until resumed"
     return f"{pause['provider']} {pause['kind']}: {pause.get('reason')}{until}"
@@ -89,8 +102,8 @@ def _pause(pause: dict[str, Any]) -> str:
 def _quota(buckets: list[dict[str, Any]]) -> list[str]:
     lines = []
     for bucket in buckets:
-        if bucket["limit"] is None and not bucket["used"]:
-            continue  # an unused overage bucket says nothing
+        if not bucket["limit"] and not bucket["used"]:
+            continue  # an unused overage bucket, or one the account does not have (no plan), says nothing
         limit = "" if bucket["limit"] is None else f" of {bucket['limit']} ({bucket['remaining']} left)"
         name = f"{bucket['provider']} {bucket['unit']} {bucket['bucket']} {bucket['period']}"
         lines.append(f"{name}: {bucket['used']} used{limit}")

@@ -24,7 +24,7 @@ def _gauge(name: str, documentation: str, labels: list[str] | None = None) -> Ga
 
 
 class DatabaseCollector(Collector):
-    """Inbox lag, outbox backlog, pauses, quota, job successes and heartbeats, as of this scrape."""
+    """Inbox lag, outbox backlog, pauses, outbound deliveries, quota, job successes and heartbeats."""
 
     def __init__(
         self,
@@ -52,6 +52,7 @@ class DatabaseCollector(Collector):
             return [
                 *_inbox(snapshot.inbox_lag(session, now)),
                 *_outbox(snapshot.outbox(session), snapshot.pauses(session, now)),
+                *_outbound(snapshot.outbound(session, now)),
                 *_quota(snapshot.quota(session, self._accounts(session), now)),
                 *_jobs(snapshot.jobs(session, self._settings, now)),
                 *_heartbeats(snapshot.heartbeats(session, self._settings, now)),
@@ -78,12 +79,35 @@ def _outbox(outbox: dict[str, Any], pauses: list[dict[str, Any]]) -> Iterator[Ga
     yield _value(
         "operations_in_flight", "Operations claimed by a sender, answer pending", outbox["in_flight"]
     )
-    yield _value("operations_failed", "Operations given up on (up to 100000)", outbox["failed"])
+    failed = _gauge(
+        "operations_failed",
+        "Operations given up on, by provider and kind (up to 100000)",
+        ["provider", "kind"],
+    )
+    for row in outbox["failed_by_kind"]:
+        failed.add_metric([row["provider"], row["kind"]], row["count"])
+    yield failed
     paused = _gauge("operations_paused", "1 while an operation kind is paused (quota, daily limit)",
                     ["provider", "kind"])  # fmt: skip
     for pause in pauses:
         paused.add_metric([pause["provider"], pause["kind"]], 1)
     yield paused
+
+
+def _outbound(outbound: dict[str, Any]) -> Iterator[GaugeMetricFamily]:
+    yield _value(
+        "outbound_pending", "Outbound deliveries waiting for a first try or a retry (up to 100000)",
+        outbound["pending"],
+    )  # fmt: skip
+    yield _value(
+        "outbound_oldest_pending_age_seconds",
+        "Age of the oldest outbound delivery still pending (0 when none is)",
+        outbound["oldest_pending_age_seconds"] or 0.0,
+    )
+    yield _value("outbound_given_up", "Outbound deliveries given up after their last retry (up to 100000)",
+                 outbound["given_up"])  # fmt: skip
+    yield _value("outbound_endpoints_disabled", "Outbound endpoints disabled (automatically or by hand)",
+                 outbound["endpoints_disabled"])  # fmt: skip
 
 
 def _quota(buckets: list[dict[str, Any]]) -> Iterator[GaugeMetricFamily]:
@@ -93,6 +117,8 @@ def _quota(buckets: list[dict[str, Any]]) -> Iterator[GaugeMetricFamily]:
         "quota_remaining", "Units left in the bucket's current period (limited buckets)", labels
     )
     for bucket in buckets:
+        if bucket["limit"] == 0 and not bucket["used"]:
+            continue  # a bucket the account does not have (e.g. no paid plan): no series for it
         key = [bucket["provider"], bucket["unit"], bucket["bucket"]]
         used.add_metric(key, bucket["used"])
         if bucket["remaining"] is not None:

@@ -17,6 +17,9 @@ from lifecycle.observability import snapshot
 
 # The oldest pending inbox row should be applied within seconds; a minute means workers lag.
 INBOX_LAG_ALERT_SECONDS = 60.0
+# An outbound delivery is normally sent within seconds; one still pending after an hour has
+# failed for that long (the receiver is down or refusing) or nobody is sending.
+OUTBOUND_LAG_ALERT_SECONDS = 3600.0
 # Beat records its heartbeat every HEARTBEAT_INTERVAL_SECONDS; three missed ones is an outage.
 BEAT_MISSED_HEARTBEATS = 3
 # A plan bucket with this share or less left alerts (registrations stop at 0 without overage).
@@ -33,6 +36,7 @@ def collect(
         "inbox": snapshot.inbox_lag(session, now),
         "outbox": snapshot.outbox(session),
         "paused": snapshot.pauses(session, now),
+        "outbound": snapshot.outbound(session, now),
         "heartbeats": snapshot.heartbeats(session, settings, now),
         "quota": snapshot.quota(session, accounts, now),
         "jobs": snapshot.jobs(session, settings, now),
@@ -58,12 +62,25 @@ def alerts(report: dict[str, Any], settings: Settings) -> list[str]:
         )
     if report["inbox"]["failed"]:
         found.append(f"inbox: {report['inbox']['failed']} failed rows (`manage.py inbox`)")
+    found += _outbound_alerts(report.get("outbound"))
     for pause in report["paused"]:
         found.append(f"{pause['provider']} {pause['kind']} paused: {pause.get('reason')}")
     found += _quota_alerts(report["quota"])
     found += _job_alerts(report["jobs"])
     found += [f"{alert['job']}: {alert['message']}" for alert in report["job_alerts"]]
     return found
+
+
+def _outbound_alerts(outbound: dict[str, Any] | None) -> list[str]:
+    if not outbound:
+        return []
+    age = outbound["oldest_pending_age_seconds"]
+    if age is None or age <= OUTBOUND_LAG_ALERT_SECONDS:
+        return []
+    return [
+        f"outbound: oldest pending delivery is {age / 3600:.1f} h old ({outbound['pending']} pending; "
+        "`manage.py endpoint attempts ID`)"
+    ]
 
 
 def _quota_alerts(buckets: list[dict[str, Any]]) -> list[str]:

@@ -24,6 +24,8 @@ from lifecycle.cleanup.schedule import JOBS
 from lifecycle.inbox.models import FAILED, PENDING, InboxEvent
 from lifecycle.operations import models as ops
 from lifecycle.operations.models import Operation, ServiceState
+from lifecycle.outbound import models as outbound_models
+from lifecycle.outbound.models import Delivery, Endpoint
 
 # Past this many rows a count says "at least": an operator needs "huge", not the exact figure.
 COUNT_CAP = 100_000
@@ -51,18 +53,52 @@ def inbox_lag(session: Session, now: datetime) -> dict[str, Any]:
     }
 
 
-def outbox(session: Session) -> dict[str, Any]:
-    """Operations waiting (by provider and kind), in flight and given up, from the status index."""
-    waiting = (
-        select(Operation.provider, Operation.kind).where(Operation.status == ops.PENDING).limit(COUNT_CAP)
+def _by_provider_and_kind(session: Session, status: str) -> list[dict[str, Any]]:
+    """Operations in `status` per provider and kind, counted up to COUNT_CAP in all."""
+    rows = (
+        select(Operation.provider, Operation.kind).where(Operation.status == status).limit(COUNT_CAP)
     ).subquery()
-    queued = session.execute(
-        select(waiting.c.provider, waiting.c.kind, func.count()).group_by(waiting.c.provider, waiting.c.kind)
+    counted = session.execute(
+        select(rows.c.provider, rows.c.kind, func.count()).group_by(rows.c.provider, rows.c.kind)
     ).all()
+    return [{"provider": p, "kind": k, "count": n} for p, k, n in sorted(counted)]
+
+
+def outbox(session: Session) -> dict[str, Any]:
+    """Operations waiting and given up (by provider and kind) and in flight, from the status index."""
+    failed = _by_provider_and_kind(session, ops.FAILED)
     return {
-        "queued": [{"provider": p, "kind": k, "count": n} for p, k, n in sorted(queued)],
+        "queued": _by_provider_and_kind(session, ops.PENDING),
         "in_flight": capped_count(session, select(Operation.id).where(Operation.status == ops.IN_FLIGHT)),
-        "failed": capped_count(session, select(Operation.id).where(Operation.status == ops.FAILED)),
+        "failed": sum(row["count"] for row in failed),
+        "failed_by_kind": failed,
+    }
+
+
+def outbound(session: Session, now: datetime) -> dict[str, Any]:
+    """Outbound deliveries waiting (first tries and retries) and given up, and endpoints switched off.
+
+    The oldest pending delivery is the lowest id among the first COUNT_CAP pending ones (the status
+    index): bounded like the counts, and exact unless more than COUNT_CAP are pending.
+    """
+    pending_ids = select(Delivery.id).where(Delivery.status == outbound_models.PENDING).limit(COUNT_CAP)
+    pending = pending_ids.subquery()
+    count, oldest_id = session.execute(select(func.count(), func.min(pending.c.id))).one()
+    oldest_age = None
+    if oldest_id is not None:
+        created = session.scalar(select(Delivery.created_at).where(Delivery.id == oldest_id))
+        oldest_age = round(max(0.0, (now - created).total_seconds()), 1) if created else None
+    failed = select(Delivery.id).where(Delivery.status == outbound_models.FAILED)
+    enabled = dict(session.execute(select(Endpoint.enabled, func.count()).group_by(Endpoint.enabled)).all())
+    return {
+        "endpoints": sum(enabled.values()),
+        "endpoints_disabled": enabled.get(False, 0),
+        "pending": count,
+        "oldest_pending_age_seconds": oldest_age,
+        "in_flight": capped_count(
+            session, select(Delivery.id).where(Delivery.status == outbound_models.IN_FLIGHT)
+        ),
+        "given_up": capped_count(session, failed),
     }
 
 
