@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import event, select
+from sqlalchemy.engine import Engine
 
 from lifecycle.cleanup.models import JobAlert, JobRun
 from lifecycle.cleanup.registry import FUNCTIONS
@@ -57,3 +60,20 @@ def alerts(job: str | None = None) -> list[JobAlert]:
     with db.new_session() as session:
         stmt = select(JobAlert).order_by(JobAlert.id)
         return list(session.scalars(stmt.where(JobAlert.job == job) if job else stmt))
+
+
+@contextmanager
+def shipment_reads() -> Iterator[list[str]]:
+    """The SELECTs on `shipments` run meanwhile (lower-cased, one line each): how a job reads them."""
+    statements: list[str] = []
+
+    def seen(_conn, _cursor, statement, _params, _context, _many):  # type: ignore[no-untyped-def]
+        flat = " ".join(statement.split()).lower()
+        if flat.startswith("select") and "from shipments" in flat:
+            statements.append(flat)
+
+    event.listen(Engine, "before_cursor_execute", seen)
+    try:
+        yield statements
+    finally:
+        event.remove(Engine, "before_cursor_execute", seen)

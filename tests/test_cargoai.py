@@ -289,7 +289,7 @@ def test_break_even_is_unknown_without_a_pull_price(app):
 def test_subscriptions_are_renewed_only_while_undelivered_and_only_by_policy(
     served, cargo_sim, renew, delivered, expected
 ):
-    from lifecycle.providers.cargoai.subscriptions import renew_or_expire
+    from tests.cleanup_helpers import run
 
     queue(served, Registration(AWB))
     settle(served)
@@ -297,7 +297,7 @@ def test_subscriptions_are_renewed_only_while_undelivered_and_only_by_policy(
         row = session.scalars(select(Shipment)).one()
         row.subscription_expires_at = datetime.now(UTC) - timedelta(minutes=1)
         row.status = "delivered" if delivered else "in_transit"
-        report = renew_or_expire(session, renew=renew)
+    report = run(served, "cargoai-subscriptions", cargoai_renew_subscriptions=renew)
     assert report[expected] == 1
     settle(served)
     assert len(cargo_sim.calls("subscribe")) == (2 if expected == "renewed" else 1)

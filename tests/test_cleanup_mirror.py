@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 import time_machine
 
-from tests.cleanup_helpers import NOW, add_shipment, alerts, operations, run, shipment
+from tests.cleanup_helpers import NOW, add_shipment, alerts, operations, run, shipment, shipment_reads
 
 DELIVERED_AT = NOW - timedelta(days=40)
 
@@ -110,3 +111,18 @@ def test_cargoai_renewal_policy_queues_a_new_subscription_and_raises_no_alert(ap
         counts = run(app, "cargoai-subscriptions", cargoai_renew_subscriptions=True)
     assert counts["policy"] == "renew" and counts["renewed"] == 1 and alerts() == []
     assert [op.kind for op in operations()] == ["subscribe"]
+
+
+@pytest.mark.parametrize("renew", [False, True])
+def test_cargoai_renewals_and_expiries_are_read_in_bounded_batches(app, renew):
+    """Never every due AWB in one query and one transaction: pages of CLEANUP_BATCH_SIZE."""
+    with app.app_context():
+        for i in range(7):
+            add_shipment(f"1761234567{i}", provider="cargoai", carrier=176, tracking_mode="push",
+                         subscriptions=1, subscription_expires_at=NOW - timedelta(hours=1))  # fmt: skip
+    with time_machine.travel(NOW, tick=False), shipment_reads() as reads:
+        counts = run(app, "cargoai-subscriptions", cargoai_renew_subscriptions=renew, cleanup_batch_size=3)
+    assert counts["renewed" if renew else "expired"] == 7
+    assert len(operations("subscribe")) == (7 if renew else 0)
+    due = [statement for statement in reads if "subscription_expires_at <" in statement]
+    assert len(due) >= 3 and all(" limit " in statement for statement in due), due

@@ -1,8 +1,9 @@
 """CargoAi subscriptions nearing their 3-week end: renew or let lapse per policy, and report it.
 
-The policy (CARGOAI_RENEW_SUBSCRIPTIONS) is applied by shipments/cargoai_subscriptions.py. This job
-runs it as a recorded job and, with renewal off, warns once per subscription that ends within
-CARGOAI_ENDING_WARN_DAYS while its AWB is undelivered: tracking stops then, and renewing is billed.
+The policy (CARGOAI_RENEW_SUBSCRIPTIONS) is decided per AWB by subscriptions.py; this job applies it
+in bounded batches as a recorded job and, with renewal off, warns once per subscription that ends
+within CARGOAI_ENDING_WARN_DAYS while its AWB is undelivered: tracking stops then, and renewing is
+billed. A dry run counts what it would renew or expire.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from lifecycle.providers.cargoai import subscriptions as cargoai_subscriptions
 from lifecycle.shipments.models import Shipment
 
 JOB = "cargoai-subscriptions"
+DONE = {"renew": "renewed", "expire": "expired"}
 
 
 def renew_or_report(context: JobContext) -> None:
@@ -23,12 +25,25 @@ def renew_or_report(context: JobContext) -> None:
     renew = context.settings.cargoai_renew_subscriptions
     context.counts["policy"] = "renew" if renew else "let lapse"
     _report_ending(context, renew)
-    if context.dry_run:
-        return
-    with context.session_factory() as session, session.begin():
-        report = cargoai_subscriptions.renew_or_expire(session, renew)
-    context.add("renewed", report["renewed"])
-    context.add("expired", report["expired"])
+    _renew_or_expire(context, renew)
+
+
+def _renew_or_expire(context: JobContext, renew: bool) -> None:
+    # Bounded, locked batches (SKIP LOCKED): two runs at once never renew one AWB twice, and a
+    # large account never holds every due AWB in one transaction.
+    due = cargoai_subscriptions.due_for_renewal(context.now)
+    for session, shipments in batches(context, due, Shipment.id):
+        for shipment in shipments:
+            action = cargoai_subscriptions.renewal_action(shipment, renew, context.now)
+            if action is None:
+                continue
+            if context.dry_run:
+                context.tally(DONE[action])
+            elif action == "renew":
+                context.add("renewed", cargoai_subscriptions.renew(session, shipment))
+            else:
+                cargoai_subscriptions.expire(shipment, context.now)
+                context.add("expired")
 
 
 def _report_ending(context: JobContext, renew: bool) -> None:

@@ -7,9 +7,9 @@ comes first: an AWB with an active subscription here is never subscribed again b
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from lifecycle.db import utcnow
@@ -21,6 +21,8 @@ from lifecycle.sqlutil import insert_ignoring_conflicts
 
 PROVIDER = "cargoai"
 SUBSCRIPTION_LIFETIME = timedelta(weeks=3)
+# How long before its end a subscription is renewed (or, past its end, expired).
+RENEW_WITHIN = timedelta(days=1)
 LIVE = ("pending", "tracking", "stopping")
 NO_KEY = (
     "CargoAi is not configured: set CARGOAI_API_KEY (and restart) to track AWBs, "
@@ -79,26 +81,36 @@ def queue_subscription(session: Session, shipment: Shipment, payload: dict[str, 
     return insert_ignoring_conflicts(session, Operation, [row], ["idempotency_key"]) == 1
 
 
-def renew_or_expire(session: Session, renew: bool, within: timedelta = timedelta(days=1)) -> dict[str, int]:
-    """Renew subscriptions about to lapse on undelivered AWBs (if the policy says so), expire the rest."""
-    now = utcnow()
-    stmt = select(Shipment).where(
+def due_for_renewal(now: datetime, within: timedelta = RENEW_WITHIN) -> Select[tuple[Shipment]]:
+    """Tracked push subscriptions that end within `within`: each is renewed or expired (per policy).
+
+    A statement, not a list: the renewal job reads it in bounded, locked batches (cleanup/runs.py).
+    """
+    return select(Shipment).where(
         Shipment.provider == PROVIDER,
         Shipment.tracking_mode == "push",
         Shipment.tracking == "tracking",
         Shipment.subscription_expires_at < now + within,
     )
-    renewed = expired = 0
-    for shipment in session.scalars(stmt):
-        if renew and shipment.status != "delivered":
-            renewed += queue_subscription(
-                session, shipment, {"emails": [], "airline_code": None, "renewal": True}
-            )
-        elif shipment.subscription_expires_at and shipment.subscription_expires_at <= now:
-            shipment.tracking, shipment.stopped_at = "stopped", now
-            shipment.last_error = "CargoAi subscription expired after 3 weeks (renewal is off)"
-            expired += 1
-    return {"renewed": renewed, "expired": expired}
+
+
+def renewal_action(shipment: Shipment, renew: bool, now: datetime) -> str | None:
+    """What is due for one AWB: `renew` its subscription while undelivered (if the policy says so),
+    `expire` it once ended, None while an unrenewed subscription still runs."""
+    if renew and shipment.status != "delivered":
+        return "renew"
+    ends = shipment.subscription_expires_at
+    return "expire" if ends is not None and ends <= now else None
+
+
+def renew(session: Session, shipment: Shipment) -> bool:
+    """Queue the renewal (a new, billed subscription); True if queued now, not by an earlier run."""
+    return queue_subscription(session, shipment, {"emails": [], "airline_code": None, "renewal": True})
+
+
+def expire(shipment: Shipment, now: datetime) -> None:
+    shipment.tracking, shipment.stopped_at = "stopped", now
+    shipment.last_error = "CargoAi subscription expired after 3 weeks (renewal is off)"
 
 
 def unsubscribe_row(shipment: Shipment) -> dict[str, object]:
