@@ -9,6 +9,10 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from click.testing import CliRunner
+from sqlalchemy.engine import make_url
+
+import config.settings
 from config.settings import Settings
 from lifecycle import create_app
 from lifecycle.api.tokens import create_token
@@ -18,11 +22,13 @@ from lifecycle.providers.seventeentrack import webhook as st
 from simulators.seventeentrack import pushes
 from tests.admin_support import create_admin, sign_in
 from tests.conftest import API_KEY
-from tests.helpers import at, delivered, post_push
+from tests.helpers import at, delivered, post_push, wait_for
+from tests.outbound_support import FAST_RETRIES, EventReceiver
 
 CARGOAI_KEY = "cargo-key-5e5a1b2c"
 CALLBACK_TOKEN = "callback-token-7f3e9d"
 ADMIN_PASSWORD = "admin-pass-4c1d8e"
+DB_PASSWORD = "db-pass-2b7f61"
 # Only in the bodies: a body that reached a log line would bring it along.
 BODY_MARKER = "BODY-MARKER-0b9a"
 
@@ -84,14 +90,52 @@ def _every_secret_path(app, token: str) -> None:  # type: ignore[no-untyped-def]
     assert sign_in(client, password=ADMIN_PASSWORD).status_code in (302, 303)
 
 
-def test_no_secret_and_no_body_ever_reaches_the_logs(settings_factory, sim):
+def _outbound_events(app, monkeypatch) -> str:  # type: ignore[no-untyped-def]
+    """An endpoint added, an event failed, sent and replayed; the endpoint's `whsec_…` secret."""
+    from lifecycle.cli import cli, context
+    from workers import tasks
+
+    monkeypatch.setattr(context, "_app", app)
+    monkeypatch.setattr(config.settings, "get_settings", lambda: app.config["SETTINGS"])
+
+    def manage(*args: str) -> dict:  # type: ignore[type-arg]
+        result = CliRunner().invoke(cli, ["endpoint", *args, "--json"], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)
+
+    with EventReceiver() as receiver:
+        added = manage("add", receiver.url)
+        post_push(app.test_client(), delivered("LG4"))
+        receiver.down = True
+        with app.app_context():
+            tasks.drain_inbox.apply()
+            wait_for(lambda: tasks.send_outbound.apply().result["retrying"], timeout=30, interval=0.05)
+            receiver.down = False
+            wait_for(lambda: tasks.send_outbound.apply().result["delivered"], timeout=30, interval=0.05)
+            [sent, *_] = receiver.accepted()
+            assert manage("replay", "--event", sent["id"]) == {"queued": 1}
+            wait_for(lambda: tasks.send_outbound.apply().result["delivered"], timeout=30, interval=0.05)
+    return added["secret"]
+
+
+def _with_password(url: str) -> str:
+    """The database URL with a password (PostgreSQL here trusts local connections, so any will do)."""
+    if url.startswith("sqlite"):
+        return url  # a file has no password
+    return make_url(url).set(password=DB_PASSWORD).render_as_string(hide_password=False)
+
+
+def test_no_secret_and_no_body_ever_reaches_the_logs(settings_factory, sim, monkeypatch):
+    database_url = _with_password(settings_factory().database_url)
     settings = settings_factory(
+        database_url=database_url,
         seventeentrack_api_url=sim.url,
         cargoai_api_key=CARGOAI_KEY,
         cargoai_callback_auth="bearer",
         cargoai_callback_token=CALLBACK_TOKEN,
         admin_password=ADMIN_PASSWORD,
         admin_email="first@example.com",
+        **FAST_RETRIES,
     )
     app = create_app(settings)
     from workers import tasks
@@ -104,9 +148,13 @@ def test_no_secret_and_no_body_ever_reaches_the_logs(settings_factory, sim):
         with app.app_context():
             tasks.drain_inbox.apply()
             tasks.flush_operations.apply()  # 17TRACK calls carry the API key in a header
+        endpoint_secret = _outbound_events(app, monkeypatch)
     formatted, raw = stream.getvalue(), raw_text(records)
     assert "webhook refused" in formatted and "operations sent" in formatted  # the scenario logged
-    for secret in (API_KEY, CARGOAI_KEY, CALLBACK_TOKEN, ADMIN_PASSWORD, token, BODY_MARKER):
+    assert "outbound events sent" in formatted and endpoint_secret.startswith("whsec_")
+    secrets = [API_KEY, CARGOAI_KEY, CALLBACK_TOKEN, ADMIN_PASSWORD, token, BODY_MARKER, endpoint_secret]
+    secrets += [DB_PASSWORD] if DB_PASSWORD in database_url else []
+    for secret in secrets:
         assert secret not in formatted, f"{secret!r} in the log output"
         assert secret not in raw, f"{secret!r} logged (even before masking)"
     db.engine.dispose()  # type: ignore[union-attr]
@@ -148,6 +196,35 @@ def test_text_lines_are_key_value_and_secrets_logged_by_mistake_are_masked(setti
     assert API_KEY not in line and "abc.DEF-123" not in line
     assert "WARNING lifecycle.test: calling with *** and Authorization: Bearer ***" in line
     assert line.endswith('provider=17track reason="two words"')
+
+
+def test_endpoint_secrets_and_passwords_inside_urls_are_masked(settings):
+    stream = io.StringIO()
+    configured = settings.model_copy(update={
+        "log_format": "text",
+        "database_url": "postgresql+psycopg://lifecycle:db-pass%2F42@db.internal/lifecycle",
+        "broker_url": "redis://:broker-pass-81@redis.internal:6379/0",
+        "limiter_url": "rediss://limiter:limiter-pass-77@redis.internal:6380/1",
+    })  # fmt: skip
+    handler = make_handler(configured, stream)
+    leaks = [
+        "endpoint 3 secret whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw==",  # an outbound endpoint's secret
+        "cannot connect to postgresql+psycopg://lifecycle:db-pass%2F42@db.internal/lifecycle",
+        "password 'db-pass/42' refused",  # the same password, decoded, as a driver may quote it
+        "broker redis://:broker-pass-81@redis.internal:6379/0 and limiter limiter-pass-77",
+        "an unconfigured one: amqp://guest:guest-pass-5@mq.internal//",
+    ]
+    for leak in leaks:
+        handler.handle(logging.makeLogRecord({"name": "lifecycle.test", "levelno": logging.ERROR,
+                                              "levelname": "ERROR", "msg": leak}))  # fmt: skip
+    output = stream.getvalue()
+    for secret in ("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "db-pass", "broker-pass-81", "limiter-pass-77",
+                   "guest-pass-5"):  # fmt: skip
+        assert secret not in output, f"{secret!r} in {output}"
+    assert (
+        "secret whsec_***" in output and "postgresql+psycopg://lifecycle:***@db.internal/lifecycle" in output
+    )
+    assert "redis://:***@redis.internal:6379/0" in output and "amqp://guest:***@mq.internal//" in output
 
 
 def test_gunicorn_lines_use_the_service_format(monkeypatch):

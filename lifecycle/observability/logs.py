@@ -3,7 +3,9 @@
 Every line carries the request id (web) or the Celery task id (workers), so one webhook or one task
 can be followed through the logs. Nothing here logs a body: call sites log counts, ids and reasons.
 As a second line of defence, the configured secrets (API keys, callback token and password, the
-secret key, the admin password) and anything after "Bearer " are masked in every formatted line.
+secret key, the admin password, the passwords inside DATABASE_URL, BROKER_URL and LIMITER_URL),
+anything after "Bearer ", any URL's password and any outbound endpoint's `whsec_…` secret (those
+live in the database, so they are recognised by their shape) are masked in every formatted line.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from config.settings import Settings
 
@@ -25,6 +28,10 @@ HANDLER_NAME = "lifecycle"
 MASK = "***"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _BEARER = re.compile(r"(?i)(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
+# Standard Webhooks secrets: `whsec_` and base64 (lifecycle/outbound/signing.py).
+_WEBHOOK_SECRET = re.compile(r"whsec_[A-Za-z0-9+/=]+")
+# scheme://user:password@host — the password of any URL, configured here or not.
+_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*:)[^\s/@]+@")
 # What every LogRecord has; anything else on a record came from `extra=` and is printed as a field.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "request_id", "task_id", "task"}
 
@@ -97,6 +104,8 @@ class _Masking(logging.Formatter):
     def mask(self, line: str) -> str:
         for secret in self._secrets:
             line = line.replace(secret, MASK)
+        line = _URL_PASSWORD.sub(lambda m: f"{m.group(1)}{MASK}@", line)
+        line = _WEBHOOK_SECRET.sub(f"whsec_{MASK}", line)
         return _BEARER.sub(lambda m: f"{m.group(1)} {MASK}", line)
 
     @staticmethod
@@ -140,7 +149,19 @@ def secrets_of(settings: Settings) -> list[str]:
         settings.secret_key,
         settings.admin_password,
     ]
-    return [value.get_secret_value() for value in values if value is not None]
+    found = [value.get_secret_value() for value in values if value is not None]
+    for url in (settings.database_url, settings.broker_url, settings.limiter_url):
+        found += url_passwords(url)
+    return found
+
+
+def url_passwords(url: str) -> list[str]:
+    """The password in a URL as written (percent-encoded) and decoded; none for a URL without one."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:  # not a URL this can read; the pattern still masks scheme://user:…@
+        return []
+    return [password, unquote(password)] if password else []
 
 
 def make_handler(settings: Settings, stream: Any = None) -> logging.Handler:
