@@ -45,11 +45,50 @@ def test_old_processed_bodies_are_emptied_in_batches_and_nothing_else(app):
     assert counts["inbox_bodies_purged"] == 7 and counts["inbox_bytes_freed"] == 7 * len(BODY)
     assert all(kept[i] == b"" for i in old)
     assert kept[failed] == BODY and kept[pending] == BODY and all(kept[i] == BODY for i in recent)
-    assert counts["scanned_through_id"] == pending
+    # The scan went past the kept rows, but the next run looks at them again from the first one.
+    assert counts["scanned_through_id"] == pending and counts["revisit_from_id"] == failed
     with time_machine.travel(NOW + timedelta(days=82), tick=False):
         later = run(app, "retention", cleanup_batch_size=3)
     assert later["inbox_bodies_purged"] == 1 and bodies()[recent[0]] == b""
     assert bodies()[recent[1]] == BODY and later["scanned_through_id"] == recent[0]
+    assert later["revisit_from_id"] == failed and bodies()[failed] == BODY
+
+
+def set_status(row_id: int, status: str) -> None:
+    with db.new_session() as session, session.begin():
+        session.get_one(InboxEvent, row_id).status = status
+
+
+def test_a_kept_row_processed_later_is_purged_and_replay_never_counts_a_kept_body_as_gone(app):
+    """A failed row the retry job processes after retention passed it is emptied by a later run."""
+    with app.app_context():
+        old = [add_inbox(100 + i) for i in range(3)]
+        failed = add_inbox(99, status="failed")
+        pending = add_inbox(99, status="pending")
+        after_them = add_inbox(98)
+        add_inbox(5)
+    with time_machine.travel(NOW, tick=False):
+        first = run(app, "retention", cleanup_batch_size=2)
+    assert first["inbox_bodies_purged"] == 4 and bodies()[failed] == BODY
+    with db.new_session() as session:
+        window = replay_window(session)
+    # Everything after the newest purged row still has its body: the kept rows are replayable.
+    assert window["purged_through_id"] == after_them > pending > failed > old[-1]
+    with time_machine.travel(NOW + timedelta(hours=1), tick=False):
+        nothing = run(app, "retention", cleanup_batch_size=2)
+    assert nothing["inbox_bodies_purged"] == 0 and nothing["revisit_from_id"] == failed
+    set_status(failed, "processed")  # retried by the retry job, applied by a worker
+    with time_machine.travel(NOW + timedelta(hours=2), tick=False):
+        second = run(app, "retention", cleanup_batch_size=2)
+    assert second["inbox_bodies_purged"] == 1 and bodies()[failed] == b""
+    assert second["revisit_from_id"] == pending and bodies()[pending] == BODY
+    set_status(pending, "processed")
+    with time_machine.travel(NOW + timedelta(hours=3), tick=False):
+        third = run(app, "retention", cleanup_batch_size=2)
+    assert third["inbox_bodies_purged"] == 1 and third["revisit_from_id"] is None
+    assert [i for i, body in bodies().items() if body] == [after_them + 1]
+    with db.new_session() as session:
+        assert replay_window(session)["purged_through_id"] == after_them
 
 
 def test_a_dry_run_counts_what_it_would_purge_and_keeps_every_body(app):
