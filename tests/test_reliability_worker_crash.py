@@ -1,6 +1,8 @@
 """Reliability 2: a worker is killed with SIGKILL (pool and all) in the middle of draining 5,000
-pushes. A new worker finishes the job: every event applied once, every ledger entry present once,
-one stoptrack per delivered shipment, none sent twice.
+pushes, while it holds the send lock. A new worker finishes the job: every event applied once, every
+ledger entry present once, one stoptrack per delivered shipment, none sent twice; and the dead
+holder's send lock and in-flight stoptracks block the provider calls for seconds, not for the length
+of a lease (once 50 s, so stoptracks settled a minute after the restart).
 
 The per-cycle rule set is on, so the drain itself writes ledger entries (one per update cycle):
 what a batch rolled back by the crash must neither lose nor write twice.
@@ -22,6 +24,7 @@ from lifecycle.db import utcnow
 from lifecycle.extensions import db
 from lifecycle.inbox import service as inbox
 from lifecycle.operations.models import Operation
+from simulators.seventeentrack import SimulatorServer
 from tests.conftest import REDIS_URL
 from tests.helpers import delivered, post_push
 from tests.reliability_support import (
@@ -43,6 +46,9 @@ from tests.reliability_support import (
 )
 
 PUSHES = 5_000
+SEND_LOCK = "lock:flush-operations"  # lifecycle.jobs.flush_operations' singleton, in Redis
+# Generous for a loaded 2-core machine, well under what a 50 s lock lease once cost.
+SENDS_RESUMED_LIMIT, SETTLED_LIMIT = 40.0, 60.0
 
 
 @pytest.fixture
@@ -55,7 +61,8 @@ def procs(tmp_path):  # type: ignore[no-untyped-def]
 @pytest.mark.integration
 def test_a_worker_killed_mid_drain_loses_and_doubles_nothing(postgres_url, procs, tmp_path):
     redis.Redis.from_url(REDIS_URL).flushdb()
-    plan = plan_pushes("CRS", PUSHES)
+    # Shuffled: delivered pushes, so stoptracks, from the first batch on (the worker is killed sending).
+    plan = plan_pushes("CRS", PUSHES, order="shuffled")
     with fresh_database(procs) as database_url, simulator() as sim:
         for number in plan.final:
             sim.add_parcel(number, CARRIER)
@@ -70,15 +77,19 @@ def test_a_worker_killed_mid_drain_loses_and_doubles_nothing(postgres_url, procs
         assert set(answers) == {200}, procs.tails()
 
         with psycopg.connect(plain(database_url), autocommit=True) as db:
-            at_kill = _kill_mid_drain(procs, env, db)
-            restarted = time.monotonic()
+            at_kill = _kill_while_sending(procs, env, db, sim)
+            killed_at, restarted = time.time(), time.monotonic()
             procs.worker(env, "worker-2")
             wait_until("the inbox drained", lambda: inbox_drained(db, PUSHES), timeout=120)
             wait_until("stoptracks settled", lambda: stoptracks_settled(db), timeout=120)
             settled_after = time.monotonic() - restarted
+            resumed_after = _sends_resumed_after(sim.calls("stoptrack"), killed_at)
             figures = event_figures(
                 "worker crash", db, PUSHES, poster.acknowledged(),
-                processed_at_kill=at_kill.get("processed", 0), pending_at_kill=at_kill.get("pending", 0),
+                processed_at_kill=at_kill["processed"], pending_at_kill=at_kill["pending"],
+                send_lock_held_at_kill=at_kill["send_lock_held"],
+                stoptracks_in_flight_at_kill=at_kill["stoptracks_in_flight"],
+                sends_resumed_seconds_after_kill=round(resumed_after, 1),
                 settled_seconds_after_restart=round(settled_after, 1),
             )  # fmt: skip
             ledger, cycles = _ledger(db), _expected_cycles(db)
@@ -95,17 +106,48 @@ def test_a_worker_killed_mid_drain_loses_and_doubles_nothing(postgres_url, procs
     assert wrong == [], wrong[:5]
     assert stopped_at_provider == plan.delivered
     assert resent == []
+    assert figures.extra["send_lock_held_at_kill"] and figures.extra["stoptracks_in_flight_at_kill"]
+    assert resumed_after <= SENDS_RESUMED_LIMIT and settled_after <= SETTLED_LIMIT
 
 
-def _kill_mid_drain(procs: Processes, env: dict[str, str], db: psycopg.Connection) -> dict[str, int]:
-    """Start a worker, SIGKILL it (pool and all) once its first batch is in; the inbox at that moment."""
-    procs.worker(env, "worker-1")
-    first_batch = lambda: inbox_states(db).get("processed", 0) >= 500  # noqa: E731
-    wait_until("the first batch applied", first_batch, timeout=90, interval=0.02)
+def _kill_while_sending(
+    procs: Processes, env: dict[str, str], db: psycopg.Connection, sim: SimulatorServer
+) -> dict[str, int]:
+    """Start a worker machine, SIGKILL it (pools and all) once its first batch is in and it holds the
+    send lock with a call in flight (the simulator holds that call); the inbox, the lock and the
+    stoptracks in flight at that moment.
+
+    Its provider queue has a process of its own: drain tasks run until the inbox is empty, so on one
+    two-process worker the flush would wait for the drain and the kill could not find both at work.
+    """
+    procs.start_worker(env, "worker-1", "--queues", "inbox,lifecycle")
+    procs.start_worker(env, "sender-1", "--queues", "provider", "--concurrency", "1")
+    procs.wait_ready(["worker-1", "sender-1"])
+    locks = redis.Redis.from_url(REDIS_URL)
+    sending = lambda: inbox_states(db).get("processed", 0) >= 500 and locks.exists(SEND_LOCK)  # noqa: E731
+    wait_until("the first batch applied while stoptracks are sent", sending, timeout=90, interval=0.02)
+    sim.fail_next("timeout")  # the next call hangs past the sender's timeout: its stoptracks stay in flight
+    in_flight = "SELECT count(*) FROM operations WHERE kind = 'stoptrack' AND status = 'in_flight'"
+    held = lambda: db.execute(in_flight).fetchone()[0] and any("fault" in c for c in sim.calls())  # noqa: E731
+    wait_until("a stoptrack call held", held, timeout=60, interval=0.02)
     procs.kill("worker-1")
-    at_kill = inbox_states(db)
-    assert at_kill.get("pending", 0) > 0, f"the worker finished before the kill: {at_kill}"
+    procs.kill("sender-1")
+    states = inbox_states(db)
+    at_kill = {
+        "processed": states.get("processed", 0),
+        "pending": states.get("pending", 0),
+        # Only the killed sender ever sent, so the lock still there is the one it held.
+        "send_lock_held": int(locks.exists(SEND_LOCK)),
+        "stoptracks_in_flight": db.execute(in_flight).fetchone()[0],
+    }
+    assert at_kill["pending"] > 0, f"the worker finished before the kill: {at_kill}"
     return at_kill
+
+
+def _sends_resumed_after(calls: list[dict], killed_at: float) -> float:
+    """Seconds from the kill to the first stoptrack call after it (made by the new worker)."""
+    after = [call["at"] for call in calls if call["at"] > killed_at]
+    return min(after) - killed_at if after else float("inf")
 
 
 def _ledger(db: psycopg.Connection) -> Counter[str]:
