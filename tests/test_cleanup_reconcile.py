@@ -89,3 +89,49 @@ def test_a_dry_run_compares_but_records_no_alert_and_no_snapshot(app):
 def test_without_an_api_key_the_job_says_so(app):
     counts = reconcile(app, FakeSeventeenTrack({}), seventeentrack_api_key=SecretStr(""))
     assert counts == {"skipped": "no 17TRACK API key"}
+
+
+class SlowSeventeenTrack(FakeSeventeenTrack):
+    """Each gettracklist page takes `seconds` on the job's clock (3 requests/s, a large account)."""
+
+    def __init__(self, numbers: dict[tuple[str, int], str], seconds: float) -> None:
+        super().__init__(numbers)
+        self.now, self.seconds, self.pages = 0.0, seconds, []
+
+    def clock(self) -> float:
+        return self.now
+
+    def call_envelope(self, endpoint: str, body: Any) -> dict[str, Any]:
+        self.now += self.seconds
+        self.pages.append(body["page_no"])
+        return super().call_envelope(endpoint, body)
+
+
+def test_a_list_longer_than_the_time_budget_stops_early_and_the_next_run_continues(app):
+    numbers = {(f"RR{i}", 3011): "Tracking" for i in range(9)} | {("ORPHAN", 190): "Tracking"}
+    with app.app_context():
+        for i in range(9):
+            add_shipment(f"RR{i}", status="delivered" if i == 4 else "in_transit")
+        add_shipment("ONLY-HERE")
+    fake = SlowSeventeenTrack(numbers, seconds=4.0)  # 5 pages of 2; 10 s allowed per run
+    collaborators = {"client17": lambda: fake, "account17": lambda: None}
+
+    def reconcile_run() -> dict[str, Any]:
+        with time_machine.travel(NOW, tick=False):
+            return run(
+                app, "reconcile", collaborators=collaborators, clock=fake.clock, cleanup_max_seconds=10
+            )
+
+    first = reconcile_run()
+    assert fake.pages == [1, 2, 3] and first["more"] is True
+    assert "continues from page 4" in first["stopped_early"] and first["list_pass"]["provider_count"] == 6
+    assert "only_here" not in first and alerts() == []  # half a list cannot tell what is missing
+    assert runs("reconcile")[-1].error is None
+    second = reconcile_run()
+    assert fake.pages == [1, 2, 3, 4, 5] and "stopped_early" not in second and "list_pass" not in second
+    assert (second["provider_count"], second["local_count"], second["list_pass_runs"]) == (10, 10, 2)
+    assert (second["only_at_provider"], second["only_here"], second["state_mismatch"]) == (1, 1, 0)
+    (alert,) = alerts("reconcile")
+    assert "1 only at 17TRACK, 1 only here, 0 in another state" in alert.message
+    third = reconcile_run()  # a new pass from page 1
+    assert fake.pages[5:8] == [1, 2, 3] and third["list_pass"]["runs"] == 1

@@ -3,23 +3,40 @@
 The comparisons are those of `manage.py reconcile` and `quota --drift` (shipments/reconcile.py,
 accounting/drift.py). The result is stored in the run's counts; an alert is raised once when a gap
 appears and resolved when it closes, so a gap that comes back alerts again.
+
+gettracklist is read a page (40 numbers) at a time, oldest registration first, and each page is
+matched against our rows for its numbers at once, so memory does not grow with the account. The
+time budget (CLEANUP_MAX_SECONDS) is checked after every page: at 3 requests/s a large account may
+need more than one run, so a run that stops early says so (`stopped_early`, `more`), keeps what it
+has counted in `list_pass`, and the next run continues from the next page. Numbers registered
+meanwhile are appended to the list's end; one 17TRACK deletes meanwhile may shift a number past
+the point where the pass resumes, which the next pass counts again.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from lifecycle.cleanup.runs import JobContext, batches, raise_alert, resolve_alert
+from lifecycle.cleanup.runs import (
+    EXAMPLES,
+    JobContext,
+    batches,
+    last_completed_run,
+    raise_alert,
+    resolve_alert,
+)
 from lifecycle.providers.seventeentrack import drift
 from lifecycle.providers.seventeentrack.reconcile import _EXPECTED as EXPECTED_AT_17TRACK
-from lifecycle.providers.seventeentrack.reconcile import provider_list
 from lifecycle.shipments.models import Shipment
 
 JOB = "reconcile"
 LIST_ALERT = "reconcile:17track"
 DRIFT_ALERT = "drift:17track"
+# Oldest registration first: new numbers join the end, so the pages already read stay read.
+LIST_ORDER = "RegisterTimeAsc"
+TALLIES = ("provider_count", "matched", "only_at_provider", "state_mismatch")
 
 
 def reconcile_daily(context: JobContext) -> None:
@@ -31,29 +48,98 @@ def reconcile_daily(context: JobContext) -> None:
     _compare_quota(context)
 
 
-def _compare_lists(context: JobContext) -> None:
-    theirs = provider_list(context.get("client17"))
-    context.counts["provider_count"] = len(theirs)
-    stmt = select(Shipment).where(
+def _ours() -> Any:
+    return select(Shipment).where(
         Shipment.provider == "17track", Shipment.tracking.in_(list(EXPECTED_AT_17TRACK))
     )
-    # Ours are read in pages and matched off the provider's list: what is left there is only there.
-    for _session, shipments in batches(context, stmt, Shipment.id, lock=False):
-        for shipment in shipments:
-            context.add("local_count")
-            status = theirs.pop((shipment.number, shipment.carrier), None)
-            item = {"number": shipment.number, "carrier": shipment.carrier, "here": shipment.tracking}
-            if status is None:
-                context.add("only_here")
-                context.example("only_here_examples", item)
-            elif EXPECTED_AT_17TRACK[shipment.tracking] != status:
-                context.add("state_mismatch")
-                context.example("state_mismatch_examples", {**item, "at_17track": status})
-    if context.counts.get("more"):
-        return  # an unfinished pass cannot tell what is only at 17TRACK
-    context.counts["only_at_provider"] = len(theirs)
-    for (number, carrier), status in list(theirs.items())[:50]:
-        context.example("only_at_provider_examples", {"number": number, "carrier": carrier, "status": status})
+
+
+def _compare_lists(context: JobContext) -> None:
+    state = _resume_pass(context)
+    context.counts["list_pass"] = state  # recorded with the run, whatever happens next
+    client = context.get("client17")
+    seen: set[tuple[str, int]] = set()
+    while True:
+        body = {"page_no": state["next_page"], "order_by": LIST_ORDER}
+        envelope = client.call_envelope("gettracklist", body)
+        state["page_total"] = int((envelope.get("page") or {}).get("page_total") or 0)
+        _match_page(context, state, (envelope.get("data") or {}).get("accepted") or [], seen)
+        if state["next_page"] >= state["page_total"]:
+            break
+        state["next_page"] += 1
+        # Checked per page, after at least one, so every run moves the pass on.
+        if context.out_of_time():
+            context.counts["stopped_early"] = (
+                f"read gettracklist up to page {state['next_page'] - 1} of {state['page_total']} "
+                f"within CLEANUP_MAX_SECONDS; the next run continues from page {state['next_page']} "
+                "(no list alert is raised or resolved before the pass is complete)"
+            )
+            return
+    del context.counts["list_pass"]
+    _finish_pass(context, state, seen)
+
+
+def _resume_pass(context: JobContext) -> dict[str, Any]:
+    """The unfinished pass of the last real run, or a new one (a dry run always starts anew)."""
+    if not context.dry_run:
+        with context.session_factory() as session:
+            previous = last_completed_run(session, JOB)
+        unfinished = (previous.counts or {}).get("list_pass") if previous else None
+        if unfinished:
+            return {**unfinished, "runs": unfinished["runs"] + 1}
+    return {
+        "next_page": 1, "page_total": None, "runs": 1, "started_at": context.now.isoformat(),
+        **dict.fromkeys(TALLIES, 0), "only_at_provider_examples": [], "state_mismatch_examples": [],
+    }  # fmt: skip
+
+
+def _match_page(context: JobContext, state: dict[str, Any], items: list[Any], seen: set[Any]) -> None:
+    """One page of their list against our rows for the same numbers (one query)."""
+    theirs = {(str(i["number"]), int(i.get("carrier") or 0)): str(i.get("tracking_status")) for i in items}
+    seen.update(theirs)
+    state["provider_count"] += len(theirs)
+    numbers = sorted({number for number, _carrier in theirs})
+    with context.session_factory() as session:
+        rows = session.execute(
+            select(Shipment.number, Shipment.carrier, Shipment.tracking).where(
+                _ours().whereclause, Shipment.number.in_(numbers)
+            )
+        )
+        ours = {(number, carrier): tracking for number, carrier, tracking in rows}
+    for (number, carrier), status in theirs.items():
+        here = ours.get((number, carrier))
+        if here is None:
+            state["only_at_provider"] += 1
+            _example(
+                state, "only_at_provider_examples", {"number": number, "carrier": carrier, "status": status}
+            )
+            continue
+        state["matched"] += 1
+        if EXPECTED_AT_17TRACK[here] != status:
+            state["state_mismatch"] += 1
+            item = {"number": number, "carrier": carrier, "here": here, "at_17track": status}
+            _example(state, "state_mismatch_examples", item)
+
+
+def _example(state: dict[str, Any], key: str, item: dict[str, Any]) -> None:
+    if len(state[key]) < EXAMPLES:
+        state[key].append(item)
+
+
+def _finish_pass(context: JobContext, state: dict[str, Any], seen: set[Any]) -> None:
+    """Ours not matched by any page are only here; the counts go into the run, the alert follows."""
+    with context.session_factory() as session:
+        local = session.scalar(select(func.count()).select_from(_ours().subquery())) or 0
+    context.counts.update({key: state[key] for key in TALLIES})
+    context.counts["local_count"] = local
+    context.counts["only_here"] = max(0, local - state["matched"])
+    for key in ("only_at_provider_examples", "state_mismatch_examples"):
+        if state[key]:
+            context.counts[key] = state[key]
+    if state["runs"] > 1:
+        context.counts["list_pass_runs"] = state["runs"]
+    elif context.counts["only_here"]:
+        _only_here_examples(context, seen)  # the whole list was read in this run: name a few
     gaps = {key: context.counts.get(key, 0) for key in ("only_at_provider", "only_here", "state_mismatch")}
     _alert_or_resolve(
         context,
@@ -63,6 +149,16 @@ def _compare_lists(context: JobContext) -> None:
         "{state_mismatch} in another state (manage.py reconcile lists them)".format(**gaps),
         gaps,
     )
+
+
+def _only_here_examples(context: JobContext, seen: set[Any]) -> None:
+    for _session, shipments in batches(context, _ours(), Shipment.id, lock=False):
+        for shipment in shipments:
+            if (shipment.number, shipment.carrier) not in seen:
+                item = {"number": shipment.number, "carrier": shipment.carrier, "here": shipment.tracking}
+                context.example("only_here_examples", item)
+        if len(context.counts.get("only_here_examples", [])) >= EXAMPLES:
+            return
 
 
 def _compare_quota(context: JobContext) -> None:
