@@ -257,6 +257,8 @@ def test_simulate_refuses_a_taken_port_instead_of_feeding_the_running_service(se
     port = service.base.rsplit(":", 1)[1]
     result = manage(service.env, "simulate", "--port", port, "--count", "2", timeout=60)
     assert result.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "leave out --port to let it pick a free one, or choose another with --port" in result.stderr
+    assert "(or leave it out)" not in result.stderr
 
 
 def _snapshot(folder: Path) -> list[tuple[str, float]]:
@@ -269,8 +271,9 @@ def test_simulate_runs_the_service_until_settled(tmp_path):
     result = manage(env, "simulate", "--count", "6", "--step-seconds", "0.3", "--until-settled",
                     "--timeout", "240", timeout=400)  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "settled" in result.stdout
-    last = [line for line in result.stdout.splitlines() if "statuses" in line][-1]
+    # In a pipe: no status line every 2 s, no bar, only the result when it ends.
+    [last] = result.stdout.splitlines()
+    assert " of 6 shipments settled after " in last and "(settled)" in last
     assert "'stopped'" in last and "'register': 1" in last
     assert (tmp_path / "var" / "simulate" / "lifecycle.sqlite3").exists()
     assert _snapshot(ROOT / "var") == repo_var_before  # the repository's own var/ is not touched

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pty
 import select
+import signal
+import socket
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from lifecycle.observability.progress import Progress
 from tests.conftest import API_KEY
+from tests.helpers import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 ROWS = 3000
@@ -84,12 +90,36 @@ def test_cleanup_of_every_job_shows_a_bar_on_a_terminal(embedded, sim):
     assert "retention (dry run: nothing changed)" in out
 
 
-def test_the_bar_is_silent_when_disabled_and_redraws_at_most_ten_times_a_second(capsys):
+def test_the_bar_is_silent_when_disabled(capsys):
     with Progress("work", 1_000_000, "items", enabled=False) as bar:
         for _ in range(1_000_000):
             bar.advance()
     captured = capsys.readouterr()
     assert captured.out == captured.err == ""
+
+
+class FakeTerminal(io.StringIO):
+    """stderr as click sees a terminal: it draws the bar, each redraw starting with a carriage return."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_an_enabled_bar_redraws_at_most_ten_times_a_second(monkeypatch):
+    from lifecycle.observability import progress
+
+    terminal, clock = FakeTerminal(), [1000.0]
+    monkeypatch.setattr(sys, "stderr", terminal)
+    monkeypatch.setattr(progress, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    steps = 30_000  # one every 0.1 ms: three seconds of work on the bar's clock
+    with Progress("work", steps, "items", enabled=True) as bar:
+        for _ in range(steps):
+            clock[0] += 0.0001
+            bar.advance()
+    redraws = terminal.getvalue().count("\r")
+    # 3 s at most ten a second, plus the first draw (0/30000) and the last one (30000/30000).
+    assert 25 <= redraws <= 3 * 10 + 2, terminal.getvalue()[-500:]
+    assert "30000/30000" in terminal.getvalue() and "items/s" in terminal.getvalue()
 
 
 def test_replay_shows_a_bar_once_it_knows_how_many_rows_it_replays(embedded):
@@ -111,3 +141,63 @@ def test_replay_shows_a_bar_once_it_knows_how_many_rows_it_replays(embedded):
     assert "replayed 1200 inbox rows" in out
     out, err = on_a_terminal(["replay", "--json"], embedded)
     assert "%" not in err and json.loads(out)["inbox_rows"] == 1200
+
+
+SIMULATE = ["simulate", "--count", "6", "--step-seconds", "0.3"]
+
+
+def test_simulate_on_a_terminal_shows_its_bars_then_its_result(embedded):
+    out, err = on_a_terminal([*SIMULATE, "--until-settled", "--timeout", "240"], embedded)
+    assert "registering" in err and "6/6" in err and "settled" in err and "shipments/s" in err
+    lines = out.strip().splitlines()
+    assert lines[0].startswith("simulator at http://127.0.0.1:") and "service.log" in lines[0]
+    assert " of 6 shipments settled after " in lines[-1] and "(settled)" in lines[-1]
+    # The service's own log lines went to its log file, not through the bars.
+    assert "celery" not in err and "gunicorn" not in err
+
+
+def _registered(var_dir: Path) -> int:
+    try:
+        with sqlite3.connect(var_dir / "simulate" / "lifecycle.sqlite3", timeout=5) as connection:
+            return connection.execute("SELECT count(*) FROM shipments").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def test_simulate_with_json_prints_one_object_when_stopped_and_stops_its_service(embedded):
+    demo = subprocess.Popen([sys.executable, "manage.py", *SIMULATE, "--json"], cwd=ROOT, env=embedded,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        wait_for(lambda: _registered(Path(embedded["VAR_DIR"])) == 6, timeout=180, interval=0.3)
+        demo.send_signal(signal.SIGTERM)  # what a script or a supervisor stops it with
+        out, err = demo.communicate(timeout=120)
+    finally:
+        demo.kill()
+    assert demo.returncode == 0, err
+    assert err == ""  # quiet: no status lines, no bar, none of the service's log lines
+    [line] = out.splitlines()
+    result = json.loads(line)
+    assert (result["ended"], result["shipments"], result["settled"]) == ("interrupted", 6, False)
+    assert sum(result["statuses"].values()) == 6 and result["api_calls"]["register"] == 1
+    port = int(result["service"].rsplit(":", 1)[1])
+    with socket.socket() as probe:  # the service it started is gone with it
+        assert probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_simulate_refuses_a_taken_port_in_a_plain_sentence():
+    import click
+
+    from lifecycle.cli.simulate import _choose_port
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(click.ClickException) as refused:
+            _choose_port(port)
+    message = refused.value.message
+    assert message.startswith(f"cannot listen on 127.0.0.1:{port}: ")
+    assert message.endswith(
+        "The demo starts a service of its own and never shares a port: leave out --port to let it "
+        f"pick a free one, or choose another with --port {port + 1}."
+    )

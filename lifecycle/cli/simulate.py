@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import shutil
 import signal
@@ -10,7 +12,10 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 import requests
@@ -18,46 +23,59 @@ import requests
 from config.settings import PROJECT_ROOT
 
 DEMO_KEY = "simulator-demo-key"
+# Tracking states after which nothing more happens to a shipment.
+SETTLED = ("stopped", "rejected", "deleted")
 
 
-def _wait_healthy(base: str, child: subprocess.Popen[bytes], timeout: float = 60) -> None:
+def _wait_healthy(base: str, child: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if child.poll() is not None:
-            raise click.ClickException("the service exited during start-up")
+            raise click.ClickException(f"the service exited during start-up:\n{_tail(log)}")
         try:
             if requests.get(f"{base}/healthz", timeout=1).ok:
                 return
         except requests.RequestException:
             time.sleep(0.3)
-    raise click.ClickException("the service did not become healthy in time")
+    raise click.ClickException(f"the service did not become healthy in time (its log: {log})")
+
+
+def _tail(log: Path, lines: int = 20) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
 
 def _summary(env: dict[str, str]) -> tuple[Counter[str], Counter[str]]:
     from sqlalchemy import select
+    from sqlalchemy.exc import OperationalError
     from sqlalchemy.orm import Session
 
     from lifecycle.db import make_engine
     from lifecycle.shipments.models import Shipment
 
-    engine = make_engine(f"sqlite:///{Path(env['VAR_DIR']) / 'lifecycle.sqlite3'}", writes=False)
+    path = Path(env["VAR_DIR"]) / "lifecycle.sqlite3"
+    if not path.exists():  # stopped before the service created its database
+        return Counter(), Counter()
+    engine = make_engine(f"sqlite:///{path}", writes=False)
     try:
         with Session(engine) as session:
             rows = session.execute(select(Shipment.status, Shipment.tracking)).all()
+    except OperationalError:  # …or before it created its tables
+        rows = []
     finally:
         engine.dispose()
     return Counter(s for s, _ in rows), Counter(t for _, t in rows)
 
 
-def _register(env: dict[str, str], count: int) -> None:
-    from lifecycle.observability.progress import Progress, on_terminal
+def _register(env: dict[str, str], count: int, interactive: bool) -> None:
+    from lifecycle.observability.progress import Progress
 
     numbers = [f"SIM{i:08d}CN" for i in range(count)]
-    with Progress("registering", count, "numbers", enabled=on_terminal()) as bar:
+    log = Path(env["VAR_DIR"]) / "service.log"
+    with Progress("registering", count, "numbers", enabled=interactive) as bar, log.open("ab") as output:
         for start in range(0, count, 500):
             subprocess.run(
                 [sys.executable, "manage.py", "register", *numbers[start : start + 500]],
-                cwd=PROJECT_ROOT, env=env, check=False, stdout=subprocess.DEVNULL,
+                cwd=PROJECT_ROOT, env=env, check=False, stdout=output, stderr=subprocess.STDOUT,
             )  # fmt: skip
             bar.advance(len(numbers[start : start + 500]))
 
@@ -76,8 +94,28 @@ def _choose_port(port: int) -> int:
             return int(probe.getsockname()[1])
     problem = port_problem("127.0.0.1", port)
     if problem:
-        raise click.ClickException(problem.replace("--port", "simulate --port (or leave it out)"))
+        # Only the first part of the supervisor's sentence ("cannot listen on …: why"): its advice
+        # is about `run`, and the demo's own advice is to let it choose.
+        reason = problem.split(" — ", 1)[0]
+        raise click.ClickException(
+            f"{reason}. The demo starts a service of its own and never shares a port: leave out "
+            f"--port to let it pick a free one, or choose another with --port {port + 1}."
+        )
     return port
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM ends the demo like Ctrl-C: the service it started is stopped and the result printed."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @click.command()
@@ -119,16 +157,25 @@ def _choose_port(port: int) -> int:
 @click.option(
     "--timeout", default=0.0, type=click.FloatRange(0), help="Give up after this many seconds (exit 1)."
 )
+@click.option(
+    "--json", "as_json", is_flag=True,
+    help="Print one JSON object when it ends (settled, timed out, Ctrl-C or SIGTERM), nothing before.",
+)  # fmt: skip
 def simulate(count: int, port: int, step_seconds: float, duplicate_rate: float, reorder_rate: float,
-             until_settled: bool, timeout: float) -> None:  # fmt: skip
+             until_settled: bool, timeout: float, as_json: bool) -> None:  # fmt: skip
     """Run the service against the 17TRACK simulator: register numbers, watch them get delivered.
 
     State lives in VAR_DIR/simulate/, wiped at each start; your own database is not touched, and no
-    17TRACK account is needed.
+    17TRACK account is needed. On a terminal it shows progress bars; in a pipe or with --json it
+    prints only the result, when it ends.
     """
     from config.settings import get_settings
+    from lifecycle.observability.progress import on_terminal
     from simulators.seventeentrack import SimulatorServer
 
+    interactive = on_terminal(as_json)
+    # The simulator serves in this process: its request lines would be noise here.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     var_dir = get_settings().var_dir / "simulate"
     port = _choose_port(port)
     # A demo starts from nothing, and never touches the real state in var/.
@@ -136,7 +183,8 @@ def simulate(count: int, port: int, step_seconds: float, duplicate_rate: float, 
     base = f"http://127.0.0.1:{port}"
     options = {"webhook_url": f"{base}/webhooks/17track", "step_seconds": step_seconds,
                "duplicate_rate": duplicate_rate, "reorder_rate": reorder_rate}  # fmt: skip
-    with SimulatorServer(DEMO_KEY, **options) as sim:
+    started = time.monotonic()
+    with SimulatorServer(DEMO_KEY, **options) as sim, _sigterm_as_interrupt():
         env = {
             **os.environ,
             "VAR_DIR": str(var_dir),
@@ -145,52 +193,88 @@ def simulate(count: int, port: int, step_seconds: float, duplicate_rate: float, 
             "DATABASE_URL": "",
             "BROKER_URL": "filesystem://",
         }
-        click.echo(f"simulator at {sim.url}; service at {base} (state in {var_dir}); Ctrl-C to stop")
-        child = subprocess.Popen(
-            [sys.executable, "manage.py", "run", "--port", str(port)],
-            cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        settled = False
-        try:
-            _wait_healthy(base, child)
-            _register(env, count)
-            settled = _watch(env, sim, count, until_settled, timeout)
-        except KeyboardInterrupt:
-            pass
-        finally:
-            child.send_signal(signal.SIGTERM)
-            child.wait(timeout=60)
-    if until_settled and not settled:
+        if interactive:
+            click.echo(f"simulator at {sim.url}; service at {base} (state and service.log in {var_dir}); "
+                       "Ctrl-C to stop")  # fmt: skip
+        watch = Watch(env, sim, count, until_settled, timeout, interactive)
+        ended = _run_service(base, env, port, watch)
+        result = {"ended": ended, "settled": watch.settled, "seconds": round(time.monotonic() - started, 1),
+                  "shipments": count, **watch.figures(), "service": base, "simulator": sim.url,
+                  "state_dir": str(var_dir)}  # fmt: skip
+    click.echo(json.dumps(result) if as_json else _result_line(result))
+    if until_settled and not watch.settled:
         raise click.ClickException(f"not settled within {timeout:.0f} s")
 
 
-def _watch(env: dict[str, str], sim, count: int, until_settled: bool, timeout: float) -> bool:  # type: ignore[no-untyped-def]
-    from lifecycle.observability.progress import Progress, on_terminal
+def _run_service(base: str, env: dict[str, str], port: int, watch: Watch) -> str:
+    """Start the service, register the numbers and watch them; how it ended: settled, timeout or
+    interrupted. The service is stopped whatever happens.
 
-    # On a terminal, a bar of settled shipments (rate, ETA) instead of a status line every 2 s.
-    with Progress("settled", count, "shipments", enabled=on_terminal()) as bar:
-        return _watch_until(env, sim, count, until_settled, timeout, bar)
+    Its output goes to a log file beside its state: on a terminal it would tear the progress bars
+    apart, and in a pipe the demo prints its result only.
+    """
+    log = Path(env["VAR_DIR"]) / "service.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as output:
+        child = subprocess.Popen(
+            [sys.executable, "manage.py", "run", "--port", str(port)],
+            cwd=PROJECT_ROOT, env=env, stdout=output, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        _wait_healthy(base, child, log)
+        _register(env, watch.count, watch.interactive)
+        return watch.run()
+    except KeyboardInterrupt:
+        return "interrupted"
+    finally:
+        child.send_signal(signal.SIGTERM)
+        child.wait(timeout=60)
 
 
-def _watch_until(env, sim, count, until_settled, timeout, bar) -> bool:  # type: ignore[no-untyped-def]
-    from lifecycle.observability.progress import on_terminal
+def _result_line(result: dict[str, Any]) -> str:
+    return (
+        f"{result['settled_shipments']} of {result['shipments']} shipments settled after "
+        f"{result['seconds']:.0f} s ({result['ended']}) | statuses {result['statuses']} | "
+        f"tracking {result['tracking']} | API calls {result['api_calls']} | pushes {result['pushes']}"
+    )
 
-    announced = False
-    deadline = time.monotonic() + timeout if timeout else None
-    while deadline is None or time.monotonic() < deadline:
-        statuses, tracking = _summary(env)
-        calls = Counter(c["endpoint"] for c in sim.calls())
-        settled = sum(tracking[t] for t in ("stopped", "rejected", "deleted"))
-        bar.update_to(settled)
-        if not on_terminal():
-            click.echo(
-                f"[{time.strftime('%H:%M:%S')}] statuses {dict(statuses)} | tracking {dict(tracking)} | "
-                f"API calls {dict(calls)} | pushes {len(sim.pushes())}"
-            )
-        if not announced and settled >= count * 0.8 and not tracking["stopping"]:
-            announced = True
-            click.echo("most shipments are settled (delivered ones stopped); Ctrl-C to stop")
-            if until_settled:
-                return True
-        time.sleep(2)
-    return announced
+
+class Watch:
+    """Polls the demo's database and the simulator every POLL_SECONDS until settled or timed out."""
+
+    POLL_SECONDS = 2.0
+
+    def __init__(self, env: dict[str, str], sim: Any, count: int, until_settled: bool, timeout: float,
+                 interactive: bool) -> None:  # fmt: skip
+        self.env, self.sim, self.count = env, sim, count
+        self.until_settled, self.timeout, self.interactive = until_settled, timeout, interactive
+        self.settled = False
+
+    def figures(self) -> dict[str, Any]:
+        statuses, tracking = _summary(self.env)
+        return {
+            "settled_shipments": sum(tracking[t] for t in SETTLED),
+            "statuses": dict(statuses),
+            "tracking": dict(tracking),
+            "api_calls": dict(Counter(c["endpoint"] for c in self.sim.calls())),
+            "pushes": len(self.sim.pushes()),
+        }
+
+    def run(self) -> str:
+        from lifecycle.observability.progress import Progress
+
+        # On a terminal, a bar of settled shipments (rate, ETA); elsewhere nothing until the end.
+        with Progress("settled", self.count, "shipments", enabled=self.interactive) as bar:
+            deadline = time.monotonic() + self.timeout if self.timeout else None
+            while deadline is None or time.monotonic() < deadline:
+                statuses, tracking = _summary(self.env)
+                settled = sum(tracking[t] for t in SETTLED)
+                bar.update_to(settled)
+                if not self.settled and settled >= self.count * 0.8 and not tracking["stopping"]:
+                    self.settled = True
+                    if self.until_settled:
+                        return "settled"
+                    if self.interactive:
+                        click.echo("most shipments are settled (delivered ones stopped); Ctrl-C to stop")
+                time.sleep(self.POLL_SECONDS)
+        return "timeout"
