@@ -98,6 +98,40 @@ def test_provider_calls_latency_and_operations_sent_are_counted(sim_app, sim):
     assert value(after, calls[0], **calls[1]) - value(before, calls[0], **calls[1]) == 1
 
 
+def test_throttling_retries_and_give_ups_are_counted_under_provider_faults(settings_factory, sim):
+    from sqlalchemy import update
+
+    from lifecycle import create_app
+    from lifecycle.db import utcnow
+    from lifecycle.operations.models import Operation
+
+    app = create_app(settings_factory(seventeentrack_api_url=sim.url, operation_max_attempts=2))
+    client = app.test_client()
+    post_push(client, delivered("FX1"))
+    with app.app_context():
+        jobs.drain_inbox()
+    before = scrape(client)
+    sim.fail_next(429, 503)  # the stoptrack's first attempt is throttled, its second (and last) fails
+    with app.app_context():
+        jobs.flush_operations()
+        with db.new_session() as session, session.begin():  # its backoff over at once
+            session.execute(update(Operation).values(next_attempt_at=utcnow()))
+        jobs.flush_operations()
+    after = scrape(client)
+    stoptrack = {"provider": "17track", "kind": "stoptrack"}
+
+    def grew(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert [call.get("fault") for call in sim.calls("stoptrack")] == [429, 503]
+    assert grew("lifecycle_provider_throttled_total", provider="17track") == 1
+    assert grew("lifecycle_operations_total", **stoptrack, result="retried") == 1
+    assert grew("lifecycle_operations_total", **stoptrack, result="failed") == 1
+    assert grew("lifecycle_operations_total", **stoptrack, result="sent") == 0
+    assert value(after, "lifecycle_operations_failed", **stoptrack) == 1
+    db.engine.dispose()  # type: ignore[union-attr]
+
+
 def test_outbound_deliveries_pending_age_and_disabled_endpoints_are_exported(settings_factory):
     from lifecycle import create_app
     from lifecycle.outbound import endpoints
