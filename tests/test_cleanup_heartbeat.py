@@ -41,6 +41,46 @@ def test_healthz_says_no_worker_has_run_until_one_does(app, client):
     assert body["workers"] == {"alive": 0, "problem": "no worker has run for 12 minutes"}
 
 
+def test_healthz_says_when_beat_is_silent_even_with_a_worker_alive(app, client):
+    from lifecycle.cleanup.heartbeat import BEAT, WORKER, record
+    from lifecycle.extensions import db
+
+    assert client.get("/healthz").get_json()["beat"] == {
+        "problem": "beat has not run yet: no scheduled job or sweep is sent"
+    }
+    with time_machine.travel(NOW, tick=False):
+        record(db.new_session, BEAT, "beat@here")
+        assert client.get("/healthz").get_json()["beat"] == {"problem": None}
+    with time_machine.travel(NOW + timedelta(seconds=89), tick=False):
+        assert client.get("/healthz").get_json()["beat"] == {"problem": None}  # 3 × 30 s allowed
+    with time_machine.travel(NOW + timedelta(minutes=5), tick=False):
+        record(db.new_session, WORKER, "celery@here")
+        response = client.get("/healthz")
+    body = response.get_json()
+    assert response.status_code == 200 and body["workers"] == {"alive": 1, "problem": None}
+    assert body["beat_heartbeat_age_seconds"] == 300.0
+    assert body["beat"]["problem"] == (
+        "beat has sent nothing for 5 minutes: scheduled jobs and sweeps are not running"
+    )
+
+
+def test_cleanup_list_shows_the_heartbeat_and_its_ages(app, run_cli):
+    from lifecycle.cleanup.heartbeat import WORKER, record
+    from lifecycle.extensions import db
+
+    record(db.new_session, WORKER, "celery@here")
+    listing = json.loads(run_cli("cleanup", "--list", "--json"))["heartbeat"]
+    assert listing["every_seconds"] == 30.0 and 0 <= listing["worker_heartbeat_age_seconds"] < 600
+    assert listing["beat_heartbeat_age_seconds"] is None and listing["workers"]["alive"] == 1
+    assert listing["beat"]["problem"].startswith("beat has not run yet")
+    text_output = run_cli("cleanup", "--list")
+    assert "heartbeat              every 30s" in text_output
+    assert (
+        "newest worker heartbeat " in text_output
+        and ", beat never; PROBLEM: beat has not run yet" in text_output
+    )
+
+
 def test_beat_starts_without_var_and_records_its_heartbeat(tmp_path):
     """A fresh checkout: VAR_DIR does not exist, the broker is Redis (production set-up)."""
     missing = _services_missing()

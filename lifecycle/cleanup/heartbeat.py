@@ -41,8 +41,15 @@ def record(session_factory: Callable[[], Session], kind: str, name: str) -> None
             )
 
 
-def ages(session: Session, now: datetime, stale_after: float) -> dict[str, Any]:
-    """Seconds since the newest worker and beat heartbeats, and a sentence when workers are silent."""
+# Beat counts as silent after this many heartbeat intervals without one (as `manage.py status`).
+BEAT_MISSED_HEARTBEATS = 3
+
+
+def ages(
+    session: Session, now: datetime, stale_after: float, beat_stale_after: float | None = None
+) -> dict[str, Any]:
+    """Seconds since the newest worker and beat heartbeats, and a sentence when workers are silent
+    (and, given `beat_stale_after`, when beat is: then nothing schedules the jobs or the sweeper)."""
     newest = select(Heartbeat.kind, func.max(Heartbeat.beat_at)).group_by(Heartbeat.kind)
     latest = dict(session.execute(newest).all())
     recent = now - timedelta(seconds=stale_after)
@@ -54,11 +61,23 @@ def ages(session: Session, now: datetime, stale_after: float) -> dict[str, Any]:
         problem = "no worker has run yet"
     elif worker_age > stale_after:
         problem = f"no worker has run for {int(worker_age // 60)} minutes"
-    return {
+    report: dict[str, Any] = {
         "worker_heartbeat_age_seconds": worker_age,
         "beat_heartbeat_age_seconds": beat_age,
         "workers": {"alive": alive or 0, "problem": problem},
     }
+    if beat_stale_after is not None:
+        report["beat"] = {"problem": _beat_problem(beat_age, beat_stale_after)}
+    return report
+
+
+def _beat_problem(age: float | None, stale_after: float) -> str | None:
+    if age is None:
+        return "beat has not run yet: no scheduled job or sweep is sent"
+    if age <= stale_after:
+        return None
+    silent = f"{int(age // 60)} minutes" if age >= 120 else f"{int(age)} seconds"
+    return f"beat has sent nothing for {silent}: scheduled jobs and sweeps are not running"
 
 
 def _age(at: datetime | None, now: datetime) -> float | None:

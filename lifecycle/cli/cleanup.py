@@ -71,6 +71,7 @@ def _list(as_json: bool) -> None:
             for a in runs.open_alerts(session)
         ]
         replay = replay_window(session)
+        beats = _heartbeats(session, settings)
     listing = [
         {
             "job": spec.name,
@@ -81,14 +82,42 @@ def _list(as_json: bool) -> None:
         for spec in JOBS
     ]
     if as_json:
-        click.echo(json.dumps({"jobs": listing, "open_alerts": alerts, "replay": replay}, indent=2))
+        report = {"jobs": listing, "heartbeat": beats, "open_alerts": alerts, "replay": replay}
+        click.echo(json.dumps(report, indent=2))
         return
     for item in listing:
         click.echo(f"{item['job']:<22} every {_every(item['every_seconds']):<8} {item['does']}")
         click.echo(f"{'':<22} {_last_line(item['last_run'])}")
+    click.echo(f"{'heartbeat':<22} every {_every(beats['every_seconds']):<8} {HEARTBEAT_DOES}")
+    click.echo(f"{'':<22} {_heartbeat_line(beats)}")
     click.echo(replay["message"])
     for alert in alerts:
         click.echo(f"ALERT ({alert['job']}, {alert['raised_at'][:16]}): {alert['message']}")
+
+
+HEARTBEAT_DOES = "beat sends a tiny task; beat and the worker that runs it record their heartbeat"
+
+
+def _heartbeats(session: Any, settings: Any) -> dict[str, Any]:
+    """The heartbeat's interval and the newest worker and beat heartbeat ages (as /healthz)."""
+    from lifecycle.cleanup.heartbeat import BEAT_MISSED_HEARTBEATS, ages
+    from lifecycle.db import utcnow
+
+    interval = settings.heartbeat_interval_seconds
+    found = ages(session, utcnow(), settings.worker_stale_after_seconds, BEAT_MISSED_HEARTBEATS * interval)
+    return {"every_seconds": interval, **found}
+
+
+def _heartbeat_line(beats: dict[str, Any]) -> str:
+    def age(seconds: float | None) -> str:
+        return "never" if seconds is None else f"{seconds:g} s ago"
+
+    line = (
+        f"newest worker heartbeat {age(beats['worker_heartbeat_age_seconds'])}, "
+        f"beat {age(beats['beat_heartbeat_age_seconds'])}"
+    )
+    problems = [beats["workers"]["problem"], beats["beat"]["problem"]]
+    return "; ".join([line, *(f"PROBLEM: {problem}" for problem in problems if problem)])
 
 
 def _run_json(run: Any) -> dict[str, Any] | None:
