@@ -4,8 +4,9 @@
 sharing only PostgreSQL and Redis, started with the production commands (`serve`, `worker`,
 `beat`). 20,000 pushes are posted over HTTP; each is applied exactly once — the inbox shows no
 duplicate processing and the workers' own counters, read from each machine's metrics, add up to
-exactly 20,000, with both machines having done part of it. The second beat stands by: the job
-it would double runs no more often than one beat sends it.
+exactly 20,000, with both machines having done part of it. The second beat stands by: its log
+shows no send at all while the first one's shows its sends, and the job runs no more often than
+one beat sends it.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ NUMBERS, STEPS = 5_000, ("InfoReceived/InfoReceived", "InTransit/InTransit_Picke
 EVENTS = NUMBERS * len(STEPS)
 POSTERS = 8
 JOB_INTERVAL = 1.0  # seconds between two sends of the retention job by the (one) scheduling beat
+SENT = "Sending due task"  # celery.beat's line for each periodic task it sends
 
 
 def free_port() -> int:
@@ -182,6 +184,7 @@ def test_two_worker_machines_share_20000_events_and_a_second_beat_doubles_nothin
         wait_for(lambda: "stands by" not in machines.log("beat-a") and _job_runs(plain) > 0, timeout=120)
         machines.start("beat-b", ["beat"], env_b)  # the mistake
         wait_for(lambda: "another beat is scheduling" in machines.log("beat-b"), timeout=120, interval=0.2)
+        leader_before = len(machines.log("beat-a"))
 
         started = time.monotonic()
         assert post_all(web_port, signed_pushes()) == []
@@ -215,6 +218,13 @@ def test_two_worker_machines_share_20000_events_and_a_second_beat_doubles_nothin
         print(f"retention runs in {window:.0f} s with two beats up: {runs}")
         assert 1 <= runs <= window / JOB_INTERVAL + 2
         machines.alive()
+        # Celery beat logs each send ("Scheduler: Sending due task …") at INFO: the leader kept
+        # sending all along, the standby never sent a thing, nor became the leader.
+        leader_sends = machines.log("beat-a")[leader_before:].count(SENT)
+        standby = machines.log("beat-b")
+        print(f"sends since the second beat started: leader {leader_sends}, standby {standby.count(SENT)}")
+        assert leader_sends >= window / JOB_INTERVAL
+        assert standby.count(SENT) == 0 and "now the scheduling beat" not in standby
     finally:
         machines.stop_all()
 
