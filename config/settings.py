@@ -18,6 +18,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 VAR_DIR = PROJECT_ROOT / "var"
+# The admin console's shortest password (lifecycle.admin.accounts), checked here for ADMIN_PASSWORD.
+ADMIN_PASSWORD_MIN_LENGTH = 10
 
 
 class Settings(BaseSettings):
@@ -70,7 +72,7 @@ class Settings(BaseSettings):
     allow_overage: bool = False
     quota_rules_dir: Path = PROJECT_ROOT / "config" / "quota_rules"
     public_base_url: str = "http://127.0.0.1:8000"
-    # Both set: this admin is created at start if no admin with that email exists yet.
+    # Both set (or neither, checked at start): this admin is created at start if it does not exist yet.
     admin_email: str = ""
     admin_password: SecretStr | None = None
 
@@ -145,6 +147,18 @@ class Settings(BaseSettings):
     def _embedded_defaults(self) -> Settings:
         if not self.database_url:
             self.database_url = f"sqlite:///{self.var_dir / 'lifecycle.sqlite3'}"
+        return self
+
+    @model_validator(mode="after")
+    def _first_admin_complete(self) -> Settings:
+        """A half-set or too-short first admin stops the start with this message, not a sign-in later."""
+        password = self.admin_password.get_secret_value() if self.admin_password else ""
+        if bool(self.admin_email.strip()) != bool(password):
+            raise ValueError("ADMIN_EMAIL and ADMIN_PASSWORD go together: set both (first admin) or neither")
+        if self.admin_email and "@" not in self.admin_email:
+            raise ValueError(f"ADMIN_EMAIL {self.admin_email.strip()!r} is not an email address")
+        if password and len(password) < ADMIN_PASSWORD_MIN_LENGTH:
+            raise ValueError(f"ADMIN_PASSWORD must have at least {ADMIN_PASSWORD_MIN_LENGTH} characters")
         return self
 
     @property

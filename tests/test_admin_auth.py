@@ -8,9 +8,13 @@ from datetime import timedelta
 import pytest
 import time_machine
 from click.testing import CliRunner
+from pydantic import ValidationError
+from sqlalchemy import func, select
 
-from lifecycle import create_app
+from config.settings import Settings, get_settings
+from lifecycle import create_app, migrate
 from lifecycle.admin import accounts
+from lifecycle.admin.models import AdminUser
 from lifecycle.db import utcnow
 from lifecycle.extensions import db
 from tests.admin_support import EMAIL, PASSWORD, create_admin, csrf, sign_in
@@ -119,12 +123,15 @@ def test_unknown_emails_are_throttled_like_known_ones(app):
 def test_the_session_changes_at_sign_in_and_an_old_cookie_dies_at_sign_out(app):
     client = app.test_client()
     client.get("/admin/sign-in")
+    # What an attacker could have planted in a victim's session before the victim signs in.
+    with client.session_transaction() as session:
+        session["planted"] = "by someone else"
     before = client.get_cookie("lifecycle_session").value
     sign_in(client)
     signed_in = client.get_cookie("lifecycle_session").value
     assert signed_in != before
     with client.session_transaction() as session:
-        first_sid = session["sid"]
+        assert "planted" not in session and session.get("_user_id")
     # A stolen copy of the signed-in cookie stops working once its owner signs out.
     thief = app.test_client()
     thief.set_cookie("lifecycle_session", signed_in)
@@ -133,7 +140,13 @@ def test_the_session_changes_at_sign_in_and_an_old_cookie_dies_at_sign_out(app):
     assert thief.get("/admin/shipments").status_code == 302
     sign_in(client)
     with client.session_transaction() as session:
-        assert session["sid"] != first_sid
+        assert session["_user_id"] != _user_id_in(signed_in, app)  # a new token after sign-out
+
+
+def _user_id_in(cookie: str, app) -> str:  # type: ignore[no-untyped-def]
+    """The Flask-Login id a session cookie carries."""
+    serializer = app.session_interface.get_signing_serializer(app)
+    return serializer.loads(cookie)["_user_id"]
 
 
 def test_session_cookie_flags(settings_factory):
@@ -158,11 +171,72 @@ def test_sign_in_never_redirects_to_another_site(app):
     assert response.location == "/admin/"
 
 
-def test_first_admin_from_the_environment(settings_factory):
-    app = create_app(settings_factory(admin_email="first@example.com", admin_password="first admin password"))
-    client = app.test_client()
-    assert sign_in(client, "first@example.com", "first admin password").status_code == 302
+def test_first_admin_is_created_at_start_without_anyone_signing_in(settings_factory, caplog):
+    settings = settings_factory(admin_email="First@example.com", admin_password="first admin password")
+    app = create_app(settings)
+    with app.app_context(), db.new_session() as session:
+        assert accounts.find(session, "first@example.com") is not None
+    assert "first admin first@example.com created" in caplog.text.lower()
+    create_app(settings)  # a second start (or a second process) leaves the one admin as it is
+    with app.app_context(), db.new_session() as session:
+        assert session.scalar(select(func.count()).select_from(AdminUser)) == 1
+    assert sign_in(app.test_client(), "first@example.com", "first admin password").status_code == 302
     db.engine.dispose()  # type: ignore[union-attr]
+
+
+def test_two_processes_creating_the_first_admin_at_once_make_one(app, monkeypatch):
+    # Both checked before either inserted: the second insert meets the first's row and does nothing.
+    monkeypatch.setattr(accounts, "find", lambda session, email: None)
+    with app.app_context(), db.new_session() as session, session.begin():
+        assert accounts.ensure_first_admin(session, EMAIL, "another password") is False
+    monkeypatch.undo()
+    with app.app_context(), db.new_session() as session:
+        assert session.scalar(select(func.count()).select_from(AdminUser)) == 1
+    assert sign_in(app.test_client()).status_code == 302  # the first one's password still works
+
+
+def test_first_admin_waits_for_a_database_not_migrated_yet(tmp_path, caplog):
+    url = f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
+    values = {"database_url": url, "var_dir": tmp_path / "var", "broker_url": "filesystem://",
+              "admin_email": "first@example.com", "admin_password": "first admin password",
+              "_env_file": None}  # fmt: skip
+    create_app(Settings(**values))  # starts: the tables are not there yet
+    assert "first admin first@example.com not created" in caplog.text
+    db.engine.dispose()  # type: ignore[union-attr]
+    migrate.upgrade(url)
+    app = create_app(Settings(**values))
+    with app.app_context(), db.new_session() as session:
+        assert accounts.find(session, "first@example.com") is not None
+    db.engine.dispose()  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"admin_email": "first@example.com", "admin_password": "short"}, "ADMIN_PASSWORD must have at"),
+        ({"admin_email": "first@example.com"}, "ADMIN_EMAIL and ADMIN_PASSWORD go together"),
+        ({"admin_password": "a long enough password"}, "ADMIN_EMAIL and ADMIN_PASSWORD go together"),
+        ({"admin_email": "first", "admin_password": "a long enough password"}, "is not an email address"),
+    ],
+)
+def test_a_wrong_first_admin_stops_the_start_with_a_clear_error(values, message):
+    with pytest.raises(ValidationError, match=message):
+        Settings(_env_file=None, **values)  # type: ignore[arg-type]
+
+
+def test_a_short_admin_password_is_a_start_error_in_the_cli(monkeypatch):
+    from lifecycle.cli import cli
+
+    monkeypatch.setenv("ADMIN_EMAIL", "first@example.com")
+    monkeypatch.setenv("ADMIN_PASSWORD", "short")
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(cli, ["status"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 2, result.output
+    assert "ADMIN_PASSWORD must have at least 10 characters" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_create_admin_command_reads_the_password_from_stdin(settings_factory, monkeypatch):

@@ -11,12 +11,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from config.settings import ADMIN_PASSWORD_MIN_LENGTH
 from lifecycle.admin.models import AdminUser, SignInThrottle
 from lifecycle.db import utcnow
 from lifecycle.sqlutil import insert_ignoring_conflicts
 
 log = logging.getLogger(__name__)
-MIN_PASSWORD_LENGTH = 10
+MIN_PASSWORD_LENGTH = ADMIN_PASSWORD_MIN_LENGTH
 # Failures allowed before the throttle starts; then each failure doubles the wait, up to the cap.
 FREE_FAILURES = 3
 FIRST_LOCK_SECONDS = 5
@@ -41,11 +42,7 @@ def normalise_email(email: str) -> str:
 
 
 def create_admin(session: Session, email: str, password: str) -> AdminUser:
-    email = normalise_email(email)
-    if "@" not in email or len(email) > 254:
-        raise AccountError(f"{email!r} is not an email address")
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise AccountError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
+    email = _checked(email, password)
     if find(session, email) is not None:
         raise AccountError(f"an admin {email} already exists")
     user = AdminUser(email=email, password_hash=generate_password_hash(password), session_token=_token())
@@ -55,11 +52,29 @@ def create_admin(session: Session, email: str, password: str) -> AdminUser:
 
 
 def ensure_first_admin(session: Session, email: str, password: str) -> bool:
-    """Create the admin named by ADMIN_EMAIL / ADMIN_PASSWORD unless it exists; True if created."""
-    if not email or not password or find(session, email) is not None:
+    """Create the admin named by ADMIN_EMAIL / ADMIN_PASSWORD unless it exists; True if created.
+
+    Run by every process at start: two starting at once both insert, and the unique email keeps one
+    (ON CONFLICT DO NOTHING), so neither fails. An existing admin is left as it is, password included.
+    """
+    if not email or not password:
         return False
-    create_admin(session, email, password)
-    return True
+    email = _checked(email, password)
+    if find(session, email) is not None:
+        return False  # the common case, without paying for a password hash
+    row = {"email": email, "password_hash": generate_password_hash(password), "session_token": _token(),
+           "created_at": utcnow()}  # fmt: skip
+    return insert_ignoring_conflicts(session, AdminUser, [row], ["email"]) == 1
+
+
+def _checked(email: str, password: str) -> str:
+    """The normalised email, or AccountError saying what is wrong with the pair."""
+    email = normalise_email(email)
+    if "@" not in email or len(email) > 254:
+        raise AccountError(f"{email!r} is not an email address")
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise AccountError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
+    return email
 
 
 def find(session: Session, email: str) -> AdminUser | None:

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import secrets
-
 from flask import flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 
-from lifecycle import runtime
 from lifecycle.admin import accounts
 from lifecycle.admin.auth import Operator
 from lifecycle.admin.blueprint import bp
@@ -23,11 +20,7 @@ def sign_in():  # type: ignore[no-untyped-def]
     form = SignInForm()
     status, error = 200, None
     if form.validate_on_submit():
-        settings = runtime.settings()
         with writing() as db_session:
-            if settings.admin_password is not None:
-                password = settings.admin_password.get_secret_value()
-                accounts.ensure_first_admin(db_session, settings.admin_email, password)
             result = accounts.sign_in(db_session, form.email.data or "", form.password.data or "")
             operator = Operator(result.user) if result.user else None
         if operator is not None:
@@ -48,7 +41,6 @@ def _start_session(operator: Operator):  # type: ignore[no-untyped-def]
     session.clear()
     session.permanent = True
     login_user(operator)
-    session["sid"] = secrets.token_urlsafe(16)
     return redirect(target)
 
 
