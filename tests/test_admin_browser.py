@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import shutil
 import threading
 from collections.abc import Iterator
@@ -192,9 +193,11 @@ def test_quota_page_shows_its_charts(app, page, shots):
     page.wait_for_load_state("load")
     charts = page.locator("svg.chart")
     assert charts.count() >= 4  # buckets and plans, for each provider, and 17TRACK's daily use
-    daily = page.get_by_role("img", name="quota consumed per day over the last 90 days")
+    daily = page.get_by_role("img", name=re.compile(r"^quota used per day and in all over the last 90 days"))
     assert daily.is_visible() and daily.bounding_box()["width"] > 300
     assert daily.locator("rect.bar").count() == 90
+    # The cumulative use and, at the 30-day burn rate, where it goes next.
+    assert daily.locator("polyline.cumulative").count() == 1 and daily.locator("line.projection").count() == 1
     snap(page, shots, "quota", phone=True)
 
 

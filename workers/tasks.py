@@ -76,6 +76,13 @@ def reconcile() -> dict:
     return jobs.cleanup("reconcile")
 
 
+@shared_task(name="lifecycle.admin.refresh_counts")
+def refresh_overview_counts() -> dict:
+    from lifecycle.admin import counts
+
+    return counts.refresh_job()
+
+
 @shared_task(name="lifecycle.maintenance.heartbeat", bind=True)
 def heartbeat(self) -> dict:  # type: ignore[no-untyped-def]
     return jobs.heartbeat(self.request.hostname or "worker")

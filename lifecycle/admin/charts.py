@@ -7,7 +7,9 @@ label goes through `escape`; the numbers are also given as text (a <title> per b
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date
+from dataclasses import dataclass
+from datetime import date, timedelta
+from itertools import accumulate
 
 from markupsafe import Markup, escape
 
@@ -45,52 +47,126 @@ def usage_bars(buckets: Sequence[dict]) -> Markup:
     return Markup("".join(parts))
 
 
+# The projection runs at most this far past today (a forecast years away would squash the history);
+# with no exhaustion date (the free quota covers the burn) it is drawn this far, to show the trend.
+PROJECTION_MAX_DAYS = 90
+PROJECTION_TREND_DAYS = 30
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """Maps days and units onto the plot: days from `first` over `span` days, units up to `top`."""
+
+    first: date
+    span: int
+    top: float
+
+    def x(self, day: date) -> float:
+        return PAD + (WIDTH - 2 * PAD) * (day - self.first).days / self.span
+
+    def y(self, units: float) -> float:
+        return HEIGHT - PAD - (HEIGHT - 2 * PAD) * units / self.top
+
+
+@dataclass(frozen=True)
+class _Projection:
+    today: date
+    used: int
+    end: date
+    level: float
+    # The day the plan runs out, when it falls inside the chart; else None.
+    runs_out: date | None
+
+
 def daily_chart(days: Sequence[tuple[date, int]], remaining: int | None, forecast: str | None,
                 per_day: float, unit: str) -> Markup:  # fmt: skip
-    """Daily consumption as bars, with the cumulative line and its projection to exhaustion (dashed)."""
+    """Daily consumption as bars, the cumulative use over the period as a line, and that line's
+    projection at the 30-day burn rate (dashed) up to the plan limit, on the day the plan runs out."""
     if not any(units for _, units in days):
         return Markup(f'<p class="muted">Nothing consumed in the last {len(days)} days.</p>')
-    peak = max(1, max(units for _, units in days))
-    span = len(days)
-    step = (WIDTH - 2 * PAD) / span
-    base = HEIGHT - PAD
-    scale = (HEIGHT - 2 * PAD) / peak
+    cumulative = list(accumulate(units for _, units in days))
+    projection = _projection(days[-1][0], cumulative[-1], per_day, forecast)
+    end = projection.end if projection else days[-1][0]
+    top = max(cumulative[-1], projection.level if projection else 0) * 1.08 or 1
+    frame = _Frame(days[0][0], max(1, (end - days[0][0]).days + 1), top)
     parts = [
-        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
-        f'aria-label="{escape(unit)} consumed per day over the last {span} days">',
-        f'<line x1="{PAD}" y1="{base}" x2="{WIDTH - PAD}" y2="{base}" class="axis"/>',
-        f'<text x="{PAD}" y="{PAD - 10}" class="label">peak {peak:,} {escape(unit)}/day</text>',
-    ]
-    for index, (day, units) in enumerate(days):
-        height = units * scale
-        parts.append(
-            f'<rect x="{PAD + index * step:.1f}" y="{base - height:.1f}" width="{max(1.0, step - 1):.1f}" '
-            f'height="{height:.1f}" class="bar"><title>{day.isoformat()}: {units:,}</title></rect>'
-        )
-    parts.append(
+        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{escape(unit)} used '
+        f'per day and in all over the last {len(days)} days, with the projection to the plan limit">',
+        f'<line x1="{PAD}" y1="{HEIGHT - PAD}" x2="{WIDTH - PAD}" y2="{HEIGHT - PAD}" class="axis"/>',
+        _daily_bars(days, frame, unit),
+        _cumulative_line(days, cumulative, frame, unit),
+        _projection_lines(projection, remaining, frame, unit) if projection else "",
         f'<text x="{PAD}" y="{HEIGHT - 10}" class="label">{days[0][0].isoformat()}</text>'
-        f'<text x="{WIDTH - PAD}" y="{HEIGHT - 10}" class="label end">{days[-1][0].isoformat()}</text>'
-    )
-    parts.append(_forecast_line(per_day, scale, base, forecast, remaining, unit))
-    parts.append("</svg>")
+        f'<text x="{WIDTH - PAD}" y="{HEIGHT - 10}" class="label end">{end.isoformat()}</text>',
+        _forecast_label(per_day, forecast, remaining, unit),
+        "</svg>",
+    ]
     return Markup("".join(parts))
 
 
-def _forecast_line(per_day: float, scale: float, base: float, forecast: str | None,
-                   remaining: int | None, unit: str) -> str:  # fmt: skip
-    """The 30-day burn rate as a dashed line across the chart, labelled with the exhaustion date."""
+def _projection(today: date, used: int, per_day: float, forecast: str | None) -> _Projection | None:
+    if per_day <= 0:
+        return None
+    horizon = today + timedelta(days=PROJECTION_MAX_DAYS)
+    runs_out = max(today, date.fromisoformat(forecast)) if forecast else None
+    end = min(runs_out, horizon) if runs_out else today + timedelta(days=PROJECTION_TREND_DAYS)
+    level = used + per_day * (end - today).days
+    return _Projection(today, used, end, level, runs_out if runs_out and runs_out <= horizon else None)
+
+
+def _daily_bars(days: Sequence[tuple[date, int]], frame: _Frame, unit: str) -> str:
+    """Bars in the lower third of the plot, on a scale of their own (their peak is labelled)."""
+    peak = max(units for _, units in days)
+    height = (HEIGHT - 2 * PAD) / 3
+    width = max(1.0, frame.x(days[0][0] + timedelta(days=1)) - frame.x(days[0][0]) - 1)
+    parts = [f'<text x="{PAD}" y="{PAD - 10}" class="label">bars: {escape(unit)} per day, '
+             f"peak {peak:,}; line: in all</text>"]  # fmt: skip
+    for day, units in days:
+        bar = height * units / peak
+        parts.append(
+            f'<rect x="{frame.x(day):.1f}" y="{HEIGHT - PAD - bar:.1f}" width="{width:.1f}" '
+            f'height="{bar:.1f}" class="bar daily"><title>{day.isoformat()}: {units:,}</title></rect>'
+        )
+    return "".join(parts)
+
+
+def _cumulative_line(days: Sequence[tuple[date, int]], cumulative: list[int], frame: _Frame,
+                     unit: str) -> str:  # fmt: skip
+    pairs = zip(days, cumulative, strict=True)
+    points = " ".join(f"{frame.x(day):.1f},{frame.y(total):.1f}" for (day, _), total in pairs)
+    words = escape(f"{cumulative[-1]:,} {unit} used in {len(days)} days")
+    return f'<polyline points="{points}" class="cumulative"><title>{words}</title></polyline>'
+
+
+def _projection_lines(p: _Projection, remaining: int | None, frame: _Frame, unit: str) -> str:
+    """The dashed projection; where the plan runs out inside the chart, the limit it reaches and the day."""
+    parts = [
+        f'<line x1="{frame.x(p.today):.1f}" y1="{frame.y(p.used):.1f}" x2="{frame.x(p.end):.1f}" '
+        f'y2="{frame.y(p.level):.1f}" class="forecast projection"><title>projected at the 30-day burn '
+        f"rate to {p.end.isoformat()}</title></line>"
+    ]
+    if p.runs_out is not None:
+        x, y = frame.x(p.runs_out), frame.y(p.level)
+        left = f"{remaining:,} {unit} left today" if remaining is not None else "plan limit"
+        parts.append(
+            f'<line x1="{PAD}" y1="{y:.1f}" x2="{WIDTH - PAD}" y2="{y:.1f}" class="limit">'
+            f"<title>{escape(f'plan limit: {left}')}</title></line>"
+            f'<line x1="{x:.1f}" y1="{y:.1f}" x2="{x:.1f}" y2="{HEIGHT - PAD}" class="limit exhausted"/>'
+            f'<text x="{x - 4:.1f}" y="{y + 14:.1f}" class="label end forecast-label">'
+            f"{escape(f'plan limit, runs out {p.runs_out.isoformat()}')}</text>"
+        )
+    return "".join(parts)
+
+
+def _forecast_label(per_day: float, forecast: str | None, remaining: int | None, unit: str) -> str:
     if per_day <= 0:
         return f'<text x="{WIDTH - PAD}" y="{PAD - 10}" class="label end">no recent use: no forecast</text>'
-    y = max(PAD, base - per_day * scale)
     if forecast:
         left = f" — {remaining:,} left, runs out on {forecast}" if remaining is not None else ""
         words = f"burn {per_day:.2f} {unit}/day{left}"
     else:
         words = f"burn {per_day:.2f} {unit}/day — the monthly free quota covers it"
-    return (
-        f'<line x1="{PAD}" y1="{y:.1f}" x2="{WIDTH - PAD}" y2="{y:.1f}" class="forecast"/>'
-        f'<text x="{WIDTH - PAD}" y="{PAD - 10}" class="label end forecast-label">{escape(words)}</text>'
-    )
+    return f'<text x="{WIDTH - PAD}" y="{PAD - 10}" class="label end forecast-label">{escape(words)}</text>'
 
 
 def plan_bars(plans: Sequence[dict], recommended: str | None, currency: str) -> Markup:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -12,13 +12,24 @@ from markupsafe import Markup, escape
 from lifecycle.db import utcnow
 
 
-def local_time(value: datetime | None, tz: ZoneInfo) -> Markup:
+def local_time(value: datetime | str | None, tz: ZoneInfo) -> Markup:
+    """A time in the account's zone, UTC on hover; also an ISO string, as the JSON-shaped reports give."""
+    if isinstance(value, str):
+        value = _from_iso(value)
     if value is None:
         return Markup('<span class="muted">—</span>')
     utc = value.isoformat().replace("+00:00", "Z")
     local = value.astimezone(tz).strftime("%Y-%m-%d %H:%M")
     title = f"{value.strftime('%Y-%m-%d %H:%M:%S')} UTC"
     return Markup('<time datetime="{}" title="{}">{}</time>').format(utc, title, local)
+
+
+def _from_iso(text: str) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def age(value: datetime | None, now: datetime | None = None) -> str:
@@ -33,7 +44,8 @@ def age(value: datetime | None, now: datetime | None = None) -> str:
 
 
 def money(amount: Decimal | str | None, currency: str | None = "") -> str:
-    if amount is None:
+    # The accountant's reports say "unknown" where a price is (an overage without a list price).
+    if amount is None or amount == "unknown":
         return "price unknown"
     value = Decimal(amount)
     cents = value.quantize(Decimal("0.01"))

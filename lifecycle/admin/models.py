@@ -1,10 +1,11 @@
-"""Admin console accounts and the sign-in throttle."""
+"""Admin console accounts, the sign-in throttle, and aggregates cached for the overview."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Integer, String
+from sqlalchemy import JSON, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from lifecycle.db import Base, BigId, UTCDateTime, utcnow
@@ -33,3 +34,14 @@ class SignInThrottle(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class CachedAggregate(Base):
+    """An aggregate too dear for a page load (a GROUP BY over every shipment), stored by whoever
+    computed it last (beat every 30 s, or an operator's action) and read by the overview."""
+
+    __tablename__ = "cached_aggregates"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[dict[str, Any]] = mapped_column(JSON)
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime)

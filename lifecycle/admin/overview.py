@@ -1,10 +1,10 @@
 """The overview: what an operator checks first, cheap at any table size.
 
-Counts per status and tracking state come from one GROUP BY kept as a cached aggregate (refreshed at
-most every COUNTS_TTL_SECONDS per process), so a page load does not count a million shipments; the
-quota summary (the accountant's report, itself read from running totals) is cached the same way.
-The other figures read small indexed sets: pending/failed inbox rows (partial indexes), unsettled
-operations, pauses, alerts and heartbeats.
+Counts per status and tracking state are a cached aggregate that beat refreshes (admin/counts.py):
+the page reads one stored row, never the shipments table. The quota summary (the accountant's
+report, itself read from running totals, but dozens of small queries) is cached per process for
+QUOTA_TTL_SECONDS. The other figures read small indexed sets: pending/failed inbox rows (partial
+indexes), unsettled operations, pauses, alerts and heartbeats.
 """
 
 from __future__ import annotations
@@ -16,27 +16,23 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from lifecycle.accounting.ledger import Account
 from lifecycle.accounting.reports import provider_report
 from lifecycle.admin import heartbeat, pipeline, quota_page
+from lifecycle.admin.counts import Snapshot
 from lifecycle.db import utcnow
-from lifecycle.shipments.models import Shipment
 
-COUNTS_TTL_SECONDS = 30.0
+QUOTA_TTL_SECONDS = 30.0
 
 
 @dataclass
 class Aggregates:
-    """Aggregates recomputed when older than the TTL: shipment counts and the quota summary.
+    """Values recomputed when older than the TTL, per process: the quota summary, which takes
+    dozens of small queries and which an operator glancing at the overview needs no fresher."""
 
-    Both read tables that grow (shipments) or take dozens of small queries (the accountant's
-    report), and an operator glancing at the overview does not need them fresher than the TTL.
-    """
-
-    ttl: float = COUNTS_TTL_SECONDS
+    ttl: float = QUOTA_TTL_SECONDS
     _values: dict[str, tuple[float, datetime, Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -54,20 +50,6 @@ class Aggregates:
             self._values.clear()
 
 
-def count_shipments(session: Session) -> dict[str, dict[str, dict[str, int]]]:
-    """{provider: {"status": {status: n}, "tracking": {state: n}, "total": {"all": n}}}."""
-    result: dict[str, dict[str, dict[str, int]]] = {}
-    stmt = select(Shipment.provider, Shipment.status, Shipment.tracking, func.count()).group_by(
-        Shipment.provider, Shipment.status, Shipment.tracking
-    )
-    for provider, status, tracking, count in session.execute(stmt):
-        entry = result.setdefault(provider, {"status": {}, "tracking": {}, "total": {"all": 0}})
-        entry["status"][status] = entry["status"].get(status, 0) + count
-        entry["tracking"][tracking] = entry["tracking"].get(tracking, 0) + count
-        entry["total"]["all"] += count
-    return result
-
-
 def quota_summary(session: Session, accounts: dict[str, Account], now: datetime) -> dict[str, Any]:
     return {name: provider_report(session, account, now) for name, account in accounts.items()}
 
@@ -75,16 +57,17 @@ def quota_summary(session: Session, accounts: dict[str, Account], now: datetime)
 def overview(
     session: Session,
     accounts: Callable[[], dict[str, Account]],
-    counts: Aggregates,
+    cache: Aggregates,
+    counts: Snapshot,
     silent_after: timedelta,
 ) -> dict[str, Any]:
     """Everything the overview shows; `accounts` is called only when the quota summary is recomputed."""
     now = utcnow()
-    shipment_counts, counted_at = counts.get("shipments", lambda: count_shipments(session))
-    quota, _ = counts.get("quota", lambda: quota_summary(session, accounts(), now))
+    quota, _ = cache.get("quota", lambda: quota_summary(session, accounts(), now))
     return {
-        "counts": shipment_counts,
-        "counted_at": counted_at,
+        "counts": counts.counts,
+        "counted_at": counts.counted_at,
+        "counts_stale": counts.stale(now),
         "inbox": pipeline.inbox_summary(session),
         "backlog": pipeline.backlog(session),
         "errors": pipeline.recent_errors(session),

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from lifecycle.db import utcnow
@@ -61,9 +62,35 @@ def recent_errors(session: Session, limit: int = 5) -> list[Operation]:
 
 
 def pauses(session: Session) -> dict[str, dict[str, Any]]:
-    """Paused operation kinds (`pause:<provider>:<kind>`) with code, reason and until when."""
+    """Paused operation kinds (`pause:<provider>:<kind>`) with code, reason, since and until when
+    (times as datetimes, for the pages' local-time filter)."""
     stmt = select(ServiceState).where(ServiceState.key.startswith("pause:"))
-    return {state.key.removeprefix("pause:"): dict(state.value) for state in session.scalars(stmt)}
+    found = {}
+    for state in session.scalars(stmt):
+        value = dict(state.value)
+        for moment in ("since", "until"):
+            value[moment] = _parsed(value.get(moment))
+        found[state.key.removeprefix("pause:")] = value
+    return found
+
+
+def paused_operations(
+    session: Session, paused: dict[str, dict[str, Any]], limit: int = SHOWN
+) -> list[Operation]:
+    """The operations held by a pause: pending, of a paused provider and kind, oldest first."""
+    kinds = [tuple(key.split(":", 1)) for key in paused if ":" in key]
+    if not kinds:
+        return []
+    held = or_(*(and_(Operation.provider == provider, Operation.kind == kind) for provider, kind in kinds))
+    stmt = select(Operation).where(Operation.status == PENDING, held).order_by(Operation.id)
+    return list(session.scalars(stmt.limit(limit)))
+
+
+def _parsed(value: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value) if value else None
+    except (TypeError, ValueError):
+        return None
 
 
 def retry(session: Session, ids: list[int]) -> int:

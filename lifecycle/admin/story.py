@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -30,6 +31,8 @@ class Story:
     ledger: list[LedgerEntry]
     operations: list[Operation]
     previews: dict[str, Preview]
+    # Inbox row id → when that row was received: the timeline's "Received" column.
+    received: dict[int, datetime]
 
 
 def find(session: Session, provider: str, number: str, carrier: int | None = None) -> list[Shipment]:
@@ -63,7 +66,17 @@ def story(session: Session, account: Account | None, provider: str, number: str,
     return Story(
         shipment, found[1:], transitions, raw_events(session, transitions), list(ledger), list(operations),
         previews(session, account, shipment) if shown else {},  # type: ignore[arg-type]
+        received_times(session, transitions),
     )  # fmt: skip
+
+
+def received_times(session: Session, transitions: list[Transition]) -> dict[int, datetime]:
+    """When each inbox row behind the timeline arrived (its transitions may be applied much later)."""
+    ids = sorted({t.inbox_id for t in transitions if t.inbox_id})
+    if not ids:
+        return {}
+    stmt = select(InboxEvent.id, InboxEvent.received_at).where(InboxEvent.id.in_(ids))
+    return dict(session.execute(stmt).tuples().all())
 
 
 def raw_events(session: Session, transitions: list[Transition]) -> list[dict[str, Any]]:

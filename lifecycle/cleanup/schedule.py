@@ -43,10 +43,15 @@ JOBS = (
 BY_NAME = {job.name: job for job in JOBS}
 
 HEARTBEAT_TASK = "lifecycle.maintenance.heartbeat"
+# The admin overview's shipment counts (lifecycle/admin/counts.py): recounted this often, by beat
+# only, so no page load ever counts the shipments table. Not a job: no run row every 30 s.
+OVERVIEW_COUNTS_TASK = "lifecycle.admin.refresh_counts"
+OVERVIEW_COUNTS_SECONDS = 30.0
 
 
 def beat_entries(settings: Settings) -> dict[str, dict[str, Any]]:
-    """Beat schedule entries for every job and the heartbeat."""
+    """Beat schedule entries for every job, the heartbeat and the overview's counts."""
     entries = {f"job-{job.name}": {"task": job.task, "schedule": job.interval(settings)} for job in JOBS}
     entries["heartbeat"] = {"task": HEARTBEAT_TASK, "schedule": settings.heartbeat_interval_seconds}
+    entries["overview-counts"] = {"task": OVERVIEW_COUNTS_TASK, "schedule": OVERVIEW_COUNTS_SECONDS}
     return entries

@@ -39,6 +39,21 @@ def aggregates():  # type: ignore[no-untyped-def]
     return current_app.extensions.setdefault("admin_aggregates", Aggregates())
 
 
+def shipment_counts(session: Session):  # type: ignore[no-untyped-def]
+    """The overview's stored shipment counts (admin.counts), counted here only if none are stored."""
+    from lifecycle.admin import counts
+
+    return counts.current(session, db.read_session, db.new_session)
+
+
+def after_change() -> None:
+    """An operator's action changed shipments: the overview shows it at once, not at beat's next count."""
+    from lifecycle.admin import counts
+
+    aggregates().clear()
+    counts.refresh(db.read_session, db.new_session)
+
+
 def local_url(target: str | None, default: str) -> str:
     """`target` if it is a path on this site, else `default`: an open redirect would turn an admin
     link into a phishing aid."""

@@ -45,7 +45,11 @@ def operations():  # type: ignore[no-untyped-def]
     tab = tab if tab in OPERATION_TABS else FAILED
     with reading() as session:
         pauses = pipeline.pauses(session)
-        rows = [] if tab == "paused" else pipeline.operations(session, tab)
+        rows = (
+            pipeline.paused_operations(session, pauses)
+            if tab == "paused"
+            else pipeline.operations(session, tab)
+        )
         backlog = pipeline.backlog(session)
         return render_template("admin/operations.html", title="Operations", tab=tab, tabs=OPERATION_TABS,
                                rows=rows, pauses=pauses, backlog=backlog)  # fmt: skip

@@ -9,14 +9,16 @@ from flask import flash, redirect, render_template, url_for
 from lifecycle import runtime
 from lifecycle.admin import charts, overview, quota_page
 from lifecycle.admin.blueprint import bp
-from lifecycle.admin.views import aggregates, reading, writing
+from lifecycle.admin.views import aggregates, reading, shipment_counts, writing
 
 
 @bp.get("/", endpoint="overview")
 def overview_page():  # type: ignore[no-untyped-def]
     with reading() as session:
         silent_after = timedelta(seconds=runtime.settings().worker_stale_after_seconds)
-        data = overview.overview(session, runtime.accounts_in_force, aggregates(), silent_after)
+        data = overview.overview(
+            session, runtime.accounts_in_force, aggregates(), shipment_counts(session), silent_after
+        )
         return render_template("admin/overview.html", title="Overview", data=data)
 
 

@@ -8,11 +8,10 @@ from lifecycle import runtime
 from lifecycle.admin import actions, shipment_list, story
 from lifecycle.admin.blueprint import bp
 from lifecycle.admin.shipment_list import BadFilter, Filters, Page
-from lifecycle.admin.views import aggregates, back_to, reading, selected_ids, tz
+from lifecycle.admin.views import after_change, back_to, reading, selected_ids, tz
 from lifecycle.extensions import db
+from lifecycle.providers import registry
 from lifecycle.status import STATUSES, TRACKING_STATES
-
-PROVIDERS = ("17track", "cargoai")
 
 
 @bp.get("/shipments")
@@ -27,7 +26,7 @@ def shipments():  # type: ignore[no-untyped-def]
         error = str(exc)
     return render_template(
         "admin/shipments.html", title="Shipments", filters=filters, page=page, error=error,
-        statuses=STATUSES, tracking_states=TRACKING_STATES, providers=PROVIDERS,
+        statuses=STATUSES, tracking_states=TRACKING_STATES, providers=sorted(registry.names()),
         sorts=shipment_list.SORTS, bulk_actions=actions.BULK_ACTIONS,
     ), (400 if error else 200)  # fmt: skip
 
@@ -62,7 +61,7 @@ def bulk():  # type: ignore[no-untyped-def]
         return render_template("admin/confirm_delete.html", title="Confirm delete", cost=cost, back=back)
     results = actions.run_bulk(db.new_session, action, ids)
     if any(r.ok for r in results):
-        aggregates().clear()  # the overview shows the new tracking states at once
+        after_change()  # the overview shows the new tracking states at once
         runtime.signal(runtime.FLUSH_OPERATIONS)
     return render_template("admin/results.html", title=f"Bulk {action}", action=action, results=results,
                            back=back)  # fmt: skip
@@ -88,7 +87,7 @@ def command(shipment_id: int, action: str):  # type: ignore[no-untyped-def]
     args = {k: request.form.get(k, "") for k in ("new_carrier", "lang")}
     result = actions.run(db.new_session, action, shipment_id, **args)
     if result.ok:
-        aggregates().clear()
+        after_change()
         runtime.signal(runtime.FLUSH_OPERATIONS)
     flash(f"{action} {result.number}: {result.message}", "ok" if result.ok else "error")
     return redirect(back)
