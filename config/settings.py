@@ -126,8 +126,9 @@ class Settings(BaseSettings):
     # loopback and private addresses are allowed unless this is false.
     outbound_allow_private: bool = True
     outbound_timeout_seconds: float = Field(10.0, gt=0)
-    # Retries back off from the base (doubling, capped, with jitter); the defaults span just over a day.
-    outbound_max_attempts: int = Field(15, ge=1)
+    # Retries back off from the base (doubling, capped, with jitter); the defaults span a day and a
+    # margin (28 h at the least, about 32 h on average).
+    outbound_max_attempts: int = Field(16, ge=1)
     outbound_retry_base_seconds: float = Field(30.0, ge=0)
     outbound_retry_max_seconds: float = Field(14400.0, ge=0)
     # An endpoint failing this many times in a row, for at least this long, is disabled with an alert.
