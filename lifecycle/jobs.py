@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
@@ -111,8 +112,11 @@ def cargoai_renew() -> dict[str, Any]:
     return cleanup("cargoai-subscriptions")
 
 
-def cleanup(name: str, dry_run: bool = False) -> dict[str, Any]:
-    """Run one scheduled job (lifecycle/cleanup) under its lock, recorded as a run; then nudge workers."""
+def cleanup(
+    name: str, dry_run: bool = False, progress: Callable[[int, int], None] | None = None
+) -> dict[str, Any]:
+    """Run one scheduled job (lifecycle/cleanup) under its lock, recorded as a run; then nudge workers.
+    `progress` is told (rows done, rows in this pass) after each batch (a bar on a terminal)."""
     context = JobContext(
         db.new_session,
         runtime.settings(),
@@ -121,6 +125,7 @@ def cleanup(name: str, dry_run: bool = False) -> dict[str, Any]:
             "client17": lambda: runtime.client("17track"),
             "account17": lambda: runtime.account("17track"),
         },
+        progress=progress,
     )
     counts = run_job(name, FUNCTIONS[name], context)
     if any(counts.get(key) for key in ("stopped", "operations_queued", "operations_requeued", "renewed")):

@@ -33,10 +33,11 @@ def add_shipment(number: str, **fields: Any) -> int:
 
 
 def run(app: Any, name: str, *, dry_run: bool = False, collaborators: dict | None = None,
-        clock: Any = None, **settings: Any):  # type: ignore[no-untyped-def]  # fmt: skip
+        clock: Any = None, progress: Any = None, **settings: Any):  # type: ignore[no-untyped-def]  # fmt: skip
     """Run one job as beat would, with settings overridden for this run (and its own clock)."""
     config = app.config["SETTINGS"].model_copy(update=settings)
-    context = JobContext(db.new_session, config, dry_run=dry_run, collaborators=collaborators or {})
+    context = JobContext(db.new_session, config, dry_run=dry_run, collaborators=collaborators or {},
+                         progress=progress)  # fmt: skip
     if clock is not None:
         context.clock, context.started = clock, clock()
     with app.app_context():

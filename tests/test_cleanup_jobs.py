@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from datetime import timedelta
+from pathlib import Path
 
+import pytest
 import time_machine
 
 from lifecycle.cleanup.schedule import JOBS
 from lifecycle.locks import singleton
 from tests.cleanup_helpers import NOW, add_shipment, operations, run, runs, shipment
+from tests.conftest import API_KEY
+from tests.test_status_progress import on_a_terminal
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_safety_net_stops_ended_shipments_still_tracked(app):
@@ -139,3 +149,73 @@ def test_two_runs_at_once_do_the_work_once(app):
         thread.join(timeout=120)
     assert sum(result.get("stopped", 0) for result in results) == 40
     assert len(operations("stoptrack")) == 40 and len({op.number for op in operations()}) == 40
+
+
+def test_cleanup_of_every_job_reports_each_failure_in_a_line_and_runs_the_others(app, cli_env, monkeypatch):
+    from click.testing import CliRunner
+
+    from lifecycle.cleanup import registry
+    from lifecycle.cli import cli
+
+    def broken(context):  # type: ignore[no-untyped-def]
+        raise RuntimeError("provider exploded\nwith a traceback-like second line")
+
+    def looks(context):  # type: ignore[no-untyped-def]
+        context.add("looked", 1)
+
+    monkeypatch.setitem(registry.FUNCTIONS, "safety-net", broken)  # the first job
+    monkeypatch.setitem(registry.FUNCTIONS, "retention", broken)
+    monkeypatch.setitem(registry.FUNCTIONS, "reconcile", looks)  # no 17TRACK to ask here
+    result = CliRunner().invoke(cli, ["cleanup"])
+    assert result.exit_code == 1, result.output
+    assert "safety-net: FAILED RuntimeError: provider exploded\n" in result.stdout
+    assert "retention: FAILED RuntimeError: provider exploded\n" in result.stdout
+    assert "reconcile\n  looked: 1\n" in result.stdout and "traceback-like" not in result.stdout
+    assert "error: 2 of 7 jobs failed: safety-net, retention" in result.stderr
+    assert all(runs(spec.name) for spec in JOBS)  # every job ran, and each run is recorded
+    assert runs("safety-net")[0].error.startswith("RuntimeError: provider exploded")
+    as_json = CliRunner().invoke(cli, ["cleanup", "--json"])
+    assert as_json.exit_code == 1
+    report = json.loads(as_json.stdout)
+    assert (
+        report["retention"] == {"error": "RuntimeError: provider exploded"} and report["reconcile"]["looked"]
+    )
+
+
+def test_a_job_tells_its_progress_in_rows_after_every_batch(app):
+    with app.app_context():
+        for i in range(7):
+            add_shipment(f"D{i}", status="delivered", last_event_at=NOW - timedelta(days=2))
+    told: list[tuple[int, int]] = []
+    with time_machine.travel(NOW, tick=False):
+        run(app, "safety-net", cleanup_batch_size=3, progress=lambda done, total: told.append((done, total)))
+    assert told == [(3, 7), (6, 7), (7, 7)]
+
+
+@pytest.fixture
+def embedded(tmp_path: Path) -> dict[str, str]:
+    """The environment of an embedded (SQLite) `manage.py` with a fresh, migrated state directory."""
+    env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "BROKER_URL")}
+    env.update(VAR_DIR=str(tmp_path / "var"), SEVENTEENTRACK_API_KEY=API_KEY, COLUMNS="100")
+    subprocess.run([sys.executable, "manage.py", "db", "upgrade"], cwd=ROOT, env=env, check=True, timeout=180)
+    return env
+
+
+def test_one_job_shows_a_bar_of_rows_on_a_terminal_and_none_with_json(embedded):
+    from sqlalchemy import insert
+
+    from lifecycle.db import make_engine
+    from lifecycle.shipments.models import Shipment
+
+    engine = make_engine(f"sqlite:///{Path(embedded['VAR_DIR']) / 'lifecycle.sqlite3'}")
+    rows = [{"provider": "17track", "number": f"BAR{i:05d}", "carrier": 3011, "status": "delivered",
+             "tracking": "tracking", "registered_at": NOW - timedelta(days=9),
+             "last_event_at": NOW - timedelta(days=3)} for i in range(1200)]  # fmt: skip
+    with engine.begin() as connection:
+        connection.execute(insert(Shipment), rows)
+    engine.dispose()
+    out, err = on_a_terminal(["cleanup", "safety-net", "--dry-run"], embedded)
+    assert "cleanup safety-net" in err and "1200/1200" in err and "rows/s" in err
+    assert "would_stopped: 1200" in out
+    out, err = on_a_terminal(["cleanup", "safety-net", "--dry-run", "--json"], embedded)
+    assert "%" not in err and json.loads(out)["would_stopped"] == 1200

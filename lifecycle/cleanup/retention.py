@@ -85,7 +85,8 @@ def _purge_inbox_bodies(context: JobContext) -> None:
 
 def _scan_forward(context: JobContext, cutoff: datetime, after: int, found: _Found) -> int:
     """Rows after `after` up to the first inside the window; returns the last id looked at."""
-    size = context.settings.cleanup_batch_size
+    size, done = context.settings.cleanup_batch_size, 0
+    total = _count_old(context, after, cutoff)
     while not context.out_of_time():
         with context.session_factory() as session, session.begin():
             rows = _next_rows(session, after, size)
@@ -93,10 +94,21 @@ def _scan_forward(context: JobContext, cutoff: datetime, after: int, found: _Fou
             old = list(takewhile(lambda row: row.received_at < cutoff, rows))
             found.settle(context, session, old)
         if old:
-            after = old[-1].id
+            after, done = old[-1].id, done + len(old)
+            if context.progress is not None:
+                context.progress(done, max(done, total))
         if len(old) < size:
             break
     return after
+
+
+def _count_old(context: JobContext, after: int, cutoff: datetime) -> int:
+    """Rows the forward scan has ahead of it, counted only for a bar on a terminal."""
+    if context.progress is None:
+        return 0
+    stmt = select(func.count()).where(InboxEvent.id > after, InboxEvent.received_at < cutoff)
+    with context.session_factory() as session:
+        return session.scalar(stmt) or 0
 
 
 def _revisit(context: JobContext, cutoff: datetime, start: int, through: int, found: _Found) -> int | None:

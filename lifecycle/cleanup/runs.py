@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session
 
 from config.settings import Settings
@@ -40,6 +40,9 @@ class JobContext:
     counts: dict[str, Any] = field(default_factory=dict)
     # The time budget's clock (a test passes one it moves itself).
     clock: Callable[[], float] = time.monotonic
+    # Told (rows done, rows in this pass) after each batch, for `cleanup JOB`'s bar on a terminal;
+    # None (beat, scripts) spares the count a total needs.
+    progress: Callable[[int, int], None] | None = None
     started: float = -1.0
 
     def __post_init__(self) -> None:
@@ -118,9 +121,12 @@ def batches(
     SKIP LOCKED on PostgreSQL, so two machines running the same job at once never touch one row twice.
     """
     size = context.settings.cleanup_batch_size
-    after = 0
+    after = done = 0
+    total: int | None = None
     while not context.out_of_time():
         with context.session_factory() as session, session.begin():
+            if context.progress is not None and total is None:
+                total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
             page = stmt.where(id_column > after).order_by(id_column).limit(size)
             if lock and not context.dry_run:
                 page = page.with_for_update(skip_locked=True)
@@ -129,6 +135,9 @@ def batches(
                 return
             yield session, rows
             after = getattr(rows[-1], id_column.key)
+        done += len(rows)
+        if context.progress is not None:
+            context.progress(done, max(done, total or 0))
         if len(rows) < size:
             return
 

@@ -17,27 +17,94 @@ from lifecycle.cli.context import app, read_session
 @click.option("--dry-run", is_flag=True, help="Say what the job would do, change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def cleanup(job: str | None, list_jobs: bool, dry_run: bool, as_json: bool) -> None:
-    """Run a scheduled cleanup job now (all of them without JOB), or --list them."""
+    """Run a scheduled cleanup job now (all of them without JOB), or --list them.
+
+    Without JOB a failing job does not stop the others: each failure is one line, and the
+    command exits 1 once every job has had its turn.
+    """
     if list_jobs:
         _list(as_json)
         return
-    from lifecycle import jobs
-    from lifecycle.observability.progress import Progress, on_terminal
+    from lifecycle.observability.progress import on_terminal
 
-    names = [job] if job else [spec.name for spec in JOBS]
-    results: dict[str, Any] = {}
-    bar = Progress("cleanup", len(names), "jobs", enabled=on_terminal(as_json) and not job)
-    with app().app_context(), bar:
-        for name in names:
-            results[name] = jobs.cleanup(name, dry_run=dry_run)
-            bar.advance()
+    failures: dict[str, str] = {}
+    if job:
+        with app().app_context(), RowBars(f"cleanup {job}", on_terminal(as_json)) as rows:
+            results = {job: _run(job, dry_run, rows if rows.enabled else None)}
+    else:
+        results, failures = _run_all(dry_run, on_terminal(as_json))
     if as_json:
-        click.echo(json.dumps(results if job is None else results[job], indent=2, default=str))
-        return
+        click.echo(json.dumps(results[job] if job else results, indent=2, default=str))
+    else:
+        _print(results, failures, dry_run)
+    if failures:
+        click.echo(f"error: {len(failures)} of {len(results)} jobs failed: {', '.join(failures)}", err=True)
+        raise SystemExit(1)
+
+
+def _run(name: str, dry_run: bool, progress: Any) -> dict[str, Any]:
+    from lifecycle import jobs
+
+    return jobs.cleanup(name, dry_run=dry_run, progress=progress)
+
+
+def _run_all(dry_run: bool, bar_enabled: bool) -> tuple[dict[str, Any], dict[str, str]]:
+    """Every job in turn; one that fails (its run row says why) does not keep the others from running."""
+    from lifecycle.observability.progress import Progress
+
+    results: dict[str, Any] = {}
+    failures: dict[str, str] = {}
+    with app().app_context(), Progress("cleanup", len(JOBS), "jobs", enabled=bar_enabled) as bar:
+        for spec in JOBS:
+            try:
+                results[spec.name] = _run(spec.name, dry_run, None)
+            except Exception as exc:
+                first_line = (str(exc).strip().splitlines() or [""])[0]
+                failures[spec.name] = f"{exc.__class__.__name__}: {first_line}"[:300]
+                results[spec.name] = {"error": failures[spec.name]}
+            bar.advance()
+    return results, failures
+
+
+def _print(results: dict[str, Any], failures: dict[str, str], dry_run: bool) -> None:
     for name, counts in results.items():
+        if name in failures:
+            click.echo(f"{name}: FAILED {failures[name]}")
+            continue
         click.echo(f"{name}{' (dry run: nothing changed)' if dry_run else ''}")
         for line in _count_lines(counts):
             click.echo(f"  {line}")
+
+
+class RowBars:
+    """A bar of rows for each pass a job makes over its rows (`safety-net` makes one, `mirror-17track`
+    one per rule), fed by the job after every batch; nothing unless `enabled` (a terminal)."""
+
+    def __init__(self, label: str, enabled: bool) -> None:
+        self.label, self.enabled = label, enabled
+        self._bar: Any = None
+        self._done = self._total = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        from lifecycle.observability.progress import Progress
+
+        if self._bar is None or done < self._done or total != self._total:
+            self.close()  # a new pass
+            self._bar = Progress(self.label, total, "rows", self.enabled).__enter__()
+            self._total = total
+        self._done = done
+        self._bar.update_to(done)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None
+
+    def __enter__(self) -> RowBars:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
 
 def _count_lines(counts: dict[str, Any]) -> list[str]:

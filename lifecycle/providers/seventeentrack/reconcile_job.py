@@ -62,8 +62,13 @@ def _compare_lists(context: JobContext) -> None:
     while True:
         body = {"page_no": state["next_page"], "order_by": LIST_ORDER}
         envelope = client.call_envelope("gettracklist", body)
-        state["page_total"] = int((envelope.get("page") or {}).get("page_total") or 0)
+        page = envelope.get("page") or {}
+        state["page_total"] = int(page.get("page_total") or 0)
         _match_page(context, state, (envelope.get("data") or {}).get("accepted") or [], seen)
+        if context.progress is not None:
+            context.progress(
+                state["provider_count"], max(state["provider_count"], page.get("data_total") or 0)
+            )
         if state["next_page"] >= state["page_total"]:
             break
         state["next_page"] += 1
