@@ -75,7 +75,9 @@ def flush_operations() -> dict[str, Any]:
     with singleton("flush-operations", config.shared_limiter_url, config.var_dir / "locks", lease) as mine:
         if not mine:
             return {"skipped": "another worker is sending"}
-        reports = {name: _flush_one(name, config) for name in registry.names()}
+        # A lost lock (its lease not renewed) stops the senders between calls: another worker
+        # may hold it by now, and two senders would share the provider's rate limit.
+        reports = {name: _flush_one(name, config, lambda: mine.lost) for name in registry.names()}
     total = SendReport()
     for name, report in reports.items():
         if report.calls:
@@ -99,12 +101,16 @@ def _queued_since(since: datetime) -> bool:
         return operations.queued_since(session, since)
 
 
-def _flush_one(name: str, config: Any) -> SendReport:
+def _flush_one(name: str, config: Any, lock_lost: Callable[[], bool]) -> SendReport:
+    if lock_lost():
+        return SendReport(more=True)
     context = SendContext(
         db.new_session, config, client=lambda: runtime.client(name), account=runtime.account(name)
     )
     sender = registry.get(name).sender(context)
-    return SendReport() if sender is None else sender.flush(max_seconds=config.flush_max_seconds)
+    if sender is None:
+        return SendReport()
+    return sender.flush(max_seconds=config.flush_max_seconds, should_stop=lock_lost)
 
 
 def cargoai_renew() -> dict[str, Any]:

@@ -31,7 +31,9 @@ LEASE_SECONDS = 5.0
 
 
 class Held:
-    """Truthy while this process holds the lock; `lost` says the lease could not be kept."""
+    """Truthy while this process holds the lock; `lost` says the lease could not be kept (a renewal
+    failed, or the holder ran past its maximum): the holder stops at its next safe point, since
+    another process may hold the lock by then. A file lock is never lost."""
 
     def __init__(self, acquired: bool) -> None:
         self.acquired = acquired
@@ -52,6 +54,7 @@ class _Renewer(threading.Thread):
         while not self._stop_event.wait(self._lease / 3):
             if time.monotonic() > self._until:
                 log.warning("lock %s held longer than allowed; no longer renewed", self._lock.name)
+                self._held.lost = True  # the lease runs out now: the holder must stop too
                 return
             try:
                 self._lock.reacquire()

@@ -106,3 +106,80 @@ def test_operations_a_dead_sender_left_in_flight_are_sent_by_the_next(sim_app, s
         assert report["done"] == 1
         with db.new_session() as session:
             assert session.scalars(select(Operation.status)).one() == "done"
+
+
+def test_a_job_whose_lock_is_lost_stops_between_batches_and_says_so(app, monkeypatch):
+    from lifecycle.cleanup import registry
+    from lifecycle.cleanup.runs import LOCK_LOST, batches
+    from lifecycle.shipments.models import Shipment
+    from tests.cleanup_helpers import add_shipment, run, runs
+
+    def job(context):  # type: ignore[no-untyped-def]
+        for _session, shipments in batches(context, select(Shipment), Shipment.id):
+            context.add("seen", len(shipments))
+            context.lock.lost = True  # what the renewing thread does when a renewal fails
+
+    with app.app_context():
+        for i in range(7):
+            add_shipment(f"L{i}")
+    monkeypatch.setitem(registry.FUNCTIONS, "safety-net", job)
+    counts = run(app, "safety-net", cleanup_batch_size=3)
+    assert counts == {"seen": 3, "lock_lost": True, "more": True}
+    (recorded,) = runs("safety-net")
+    assert recorded.error == LOCK_LOST and recorded.counts["seen"] == 3
+
+
+def test_a_lease_another_process_took_is_marked_lost(redis_url, tmp_path):
+    import redis
+
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    with singleton(name, redis_url, tmp_path, 60, lease_seconds=0.6) as mine:
+        assert mine and not mine.lost
+        redis.Redis.from_url(redis_url).set(f"lock:{name}", b"someone-else")  # the lease ran out, taken
+        wait_for(lambda: mine.lost, timeout=30, interval=0.05)
+
+
+def test_a_holder_past_its_maximum_is_marked_lost(redis_url, tmp_path):
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    with singleton(name, redis_url, tmp_path, 0.3, lease_seconds=0.6) as mine:
+        wait_for(lambda: mine.lost, timeout=30, interval=0.05)
+
+
+def test_a_sender_whose_lock_is_lost_stops_between_calls(settings_factory, sim, monkeypatch):
+    """The operations flush: once the send lock is lost, no further provider call is made."""
+    from contextlib import contextmanager
+
+    from lifecycle import create_app
+    from lifecycle.inbox import service as inbox
+
+    app = create_app(settings_factory(seventeentrack_api_url=sim.url, seventeentrack_batch_size=2))
+    client = app.test_client()
+    for i in range(5):
+        sim.add_parcel(f"RR{i:09d}CN", 3011)
+        post_push(client, delivered(f"RR{i:09d}CN"))
+
+    class LostAfterTheFirstCall:
+        acquired = True
+
+        def __bool__(self) -> bool:
+            return True
+
+        @property
+        def lost(self) -> bool:  # the lease could not be renewed during the first call
+            return len(sim.calls("stoptrack")) >= 1
+
+    @contextmanager
+    def held(*_args, **_kwargs):  # type: ignore[no-untyped-def]
+        yield LostAfterTheFirstCall()
+
+    monkeypatch.setattr(jobs, "singleton", held)
+    try:
+        with app.app_context():
+            inbox.drain(db.new_session, batch_size=10)
+            report = jobs.flush_operations()
+            with db.new_session() as session:
+                waiting = session.scalars(select(Operation).where(Operation.status == "pending")).all()
+    finally:
+        db.engine.dispose()  # type: ignore[union-attr]
+    assert len(sim.calls("stoptrack")) == 1 and report["calls"] == 1 and report["more"] is True
+    assert len(waiting) == 3  # 2 of 5 stopped; the rest wait for the next holder

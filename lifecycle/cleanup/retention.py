@@ -74,7 +74,7 @@ def _purge_inbox_bodies(context: JobContext) -> None:
         int(state.get("purged_through_id", scanned_before) or 0), state.get("purged_through_received_at")
     )
     scanned = _scan_forward(context, cutoff, scanned_before, found)
-    if revisit_from is not None and not context.out_of_time():
+    if revisit_from is not None and not context.must_stop():
         revisit_from = _revisit(context, cutoff, revisit_from, scanned_before, found)
     still_to_look_at = [found.lowest_kept_id, revisit_from]
     context.counts["scanned_through_id"] = scanned
@@ -87,7 +87,7 @@ def _scan_forward(context: JobContext, cutoff: datetime, after: int, found: _Fou
     """Rows after `after` up to the first inside the window; returns the last id looked at."""
     size, done = context.settings.cleanup_batch_size, 0
     total = _count_old(context, after, cutoff)
-    while not context.out_of_time():
+    while not context.must_stop():
         with context.session_factory() as session, session.begin():
             rows = _next_rows(session, after, size)
             # Inbox ids grow with arrival: the first row inside the window ends the scan.
@@ -115,7 +115,7 @@ def _revisit(context: JobContext, cutoff: datetime, start: int, through: int, fo
     """Look again at the rows from `start` through `through` that still have a body (those earlier
     runs kept); None when done, else the id the next run starts from (time ran out)."""
     size, after = context.settings.cleanup_batch_size, start - 1
-    while not context.out_of_time():
+    while not context.must_stop():
         with context.session_factory() as session, session.begin():
             rows = _next_rows(session, after, size, through=through, cutoff=cutoff)
             found.settle(context, session, rows)

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from config.settings import Settings
 from lifecycle.cleanup.models import JobAlert, JobRun
 from lifecycle.db import utcnow
-from lifecycle.locks import singleton
+from lifecycle.locks import Held, singleton
 from lifecycle.metrics import JOB_RUNS
 from lifecycle.sqlutil import insert_ignoring_conflicts
 
@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 
 # Numbers listed in a run's counts (dry runs and reports): enough to act on, bounded in size.
 EXAMPLES = 50
+LOCK_LOST = (
+    "stopped between batches: the job's lock was lost (its lease could not be renewed); "
+    "what was done is kept and the next run goes on"
+)
 
 
 @dataclass
@@ -43,6 +47,8 @@ class JobContext:
     # Told (rows done, rows in this pass) after each batch, for `cleanup JOB`'s bar on a terminal;
     # None (beat, scripts) spares the count a total needs.
     progress: Callable[[int, int], None] | None = None
+    # The job's lock, set by run_job: a lease that could not be renewed (`lost`) stops the run.
+    lock: Held | None = None
     started: float = -1.0
 
     def __post_init__(self) -> None:
@@ -62,8 +68,12 @@ class JobContext:
         if len(items) < EXAMPLES:
             items.append(item)
 
-    def out_of_time(self) -> bool:
-        """A run stops after CLEANUP_MAX_SECONDS and says so; the next one continues."""
+    def must_stop(self) -> bool:
+        """Asked between batches. A run stops after CLEANUP_MAX_SECONDS, or as soon as its lock is
+        lost (another process may hold it now), and says so; the next run continues."""
+        if self.lock is not None and self.lock.lost:
+            self.counts["lock_lost"] = self.counts["more"] = True
+            return True
         if self.clock() - self.started < self.settings.cleanup_max_seconds:
             return False
         self.counts["more"] = True
@@ -82,6 +92,7 @@ def run_job(name: str, function: Callable[[JobContext], None], context: JobConte
             log.info("job %s skipped: another process is running it", name)
             JOB_RUNS.labels(job=name, result="skipped").inc()
             return {"skipped": "another process is running this job"}
+        context.lock = mine
         run_id = _start(context, name)
         try:
             function(context)
@@ -89,8 +100,10 @@ def run_job(name: str, function: Callable[[JobContext], None], context: JobConte
             _finish(context, run_id, f"{exc.__class__.__name__}: {exc}"[:2000])
             JOB_RUNS.labels(job=name, result="error").inc()
             raise
-        _finish(context, run_id, None)
-        JOB_RUNS.labels(job=name, result="ok").inc()
+        # Not a completed run: another process may have run the job meanwhile, so the next run
+        # starts from the last complete one (every job is idempotent).
+        _finish(context, run_id, LOCK_LOST if mine.lost else None)
+        JOB_RUNS.labels(job=name, result="error" if mine.lost else "ok").inc()
     return context.counts
 
 
@@ -123,7 +136,7 @@ def batches(
     size = context.settings.cleanup_batch_size
     after = done = 0
     total: int | None = None
-    while not context.out_of_time():
+    while not context.must_stop():
         with context.session_factory() as session, session.begin():
             if context.progress is not None and total is None:
                 total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0

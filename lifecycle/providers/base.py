@@ -102,7 +102,10 @@ class SendContext:
 
 
 class Sender(Protocol):
-    def flush(self, max_seconds: float) -> SendReport: ...
+    def flush(self, max_seconds: float, should_stop: Callable[[], bool] | None = None) -> SendReport:
+        """Send due operations for at most `max_seconds`; between calls, stop (with `more`) once
+        `should_stop()` says so (the send lock was lost)."""
+        ...
 
 
 @dataclass

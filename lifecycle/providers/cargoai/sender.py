@@ -36,12 +36,13 @@ class CargoAiSender:
     max_attempts: int = 20
     report: SendReport = field(default_factory=SendReport)
 
-    def flush(self, max_seconds: float = 20.0) -> SendReport:
+    def flush(self, max_seconds: float = 20.0, should_stop: Callable[[], bool] | None = None) -> SendReport:
+        """One AWB per call until none is due, time is up or `should_stop()` (the send lock was lost)."""
         deadline = time.monotonic() + max_seconds
         with self.session_factory() as session, session.begin():
             service.reclaim_abandoned(session, PROVIDER, self.client.timeout)
         while any([self._send_one("subscribe"), self._send_one("unsubscribe")]):
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or (should_stop is not None and should_stop()):
                 self.report.more = True  # the caller signals again
                 break
         return self.report

@@ -73,10 +73,11 @@ def _compare_lists(context: JobContext) -> None:
             break
         state["next_page"] += 1
         # Checked per page, after at least one, so every run moves the pass on.
-        if context.out_of_time():
+        if context.must_stop():
+            why = "the job's lock was lost" if context.counts.get("lock_lost") else "CLEANUP_MAX_SECONDS"
             context.counts["stopped_early"] = (
                 f"read gettracklist up to page {state['next_page'] - 1} of {state['page_total']} "
-                f"within CLEANUP_MAX_SECONDS; the next run continues from page {state['next_page']} "
+                f"({why}); the next run continues from page {state['next_page']} "
                 "(no list alert is raised or resolved before the pass is complete)"
             )
             return

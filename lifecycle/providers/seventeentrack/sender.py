@@ -42,19 +42,32 @@ class Sender:
     allow_overage: bool = False
     report: SendReport = field(default_factory=SendReport)
 
-    def flush(self, max_seconds: float | None = None) -> SendReport:
-        """Send due operations, one call per kind per round, until none is left or time is up.
+    def flush(
+        self, max_seconds: float | None = None, should_stop: Callable[[], bool] | None = None
+    ) -> SendReport:
+        """Send due operations, one call per kind per round, until none is left, time is up or
+        `should_stop()` (the send lock was lost: another sender may be running now).
 
-        `report.more` says whether work was left when time ran out (the caller signals again).
+        `report.more` says whether work was left when it stopped (the caller signals again).
         """
         deadline = None if max_seconds is None else time.monotonic() + max_seconds
         with self.session_factory() as session, session.begin():
             service.reclaim_abandoned(session, PROVIDER, self.client.timeout)
-        while any([self._send_one_batch(kind) for kind in KINDS.values()]):
+        while self._send_one_round(should_stop):
             if deadline is not None and time.monotonic() > deadline:
                 self.report.more = True
                 break
         return self.report
+
+    def _send_one_round(self, should_stop: Callable[[], bool] | None) -> bool:
+        """One batch of each kind; False when nothing was sent, or when told to stop (with `more`)."""
+        sent = False
+        for kind in KINDS.values():
+            if should_stop is not None and should_stop():
+                self.report.more = True
+                return False
+            sent = self._send_one_batch(kind) or sent
+        return sent
 
     def _send_one_batch(self, kind: Kind) -> bool:
         with self.session_factory() as session, session.begin():
