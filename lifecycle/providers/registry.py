@@ -1,34 +1,54 @@
-"""Provider name → adapter: the only place that lists the providers this service speaks to."""
+"""Provider name → adapter: the only place that lists the providers this service speaks to.
+
+The names are a plain tuple, importable for nothing; an adapter module (its payload models, its
+rules, its client) is imported only when that provider's adapter is asked for. A read command that
+only lists shipments, or a page that only shows provider names, never pays for the adapters.
+"""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from lifecycle.providers.base import Provider
-from lifecycle.providers.cargoai.adapter import ADAPTER as CARGOAI
-from lifecycle.providers.generic.adapter import ADAPTER as GENERIC
-from lifecycle.providers.seventeentrack.adapter import ADAPTER as SEVENTEENTRACK
+if TYPE_CHECKING:
+    from lifecycle.providers.base import Provider
 
-# In routing order: a number with no provider named goes to the first adapter that claims it, and
-# to the default (17TRACK) when none does.
-ADAPTERS: dict[str, Provider] = {adapter.name: adapter for adapter in (CARGOAI, SEVENTEENTRACK, GENERIC)}
-DEFAULT = SEVENTEENTRACK.name
+# Provider name (as stored in rows) → its room under lifecycle/providers/, in routing order: a
+# number with no provider named goes to the first adapter that claims it, and to the default
+# (17TRACK) when none does.
+ROOMS: dict[str, str] = {"cargoai": "cargoai", "17track": "seventeentrack", "generic": "generic"}
+NAMES: tuple[str, ...] = tuple(ROOMS)
+DEFAULT = "17track"
+
+_loaded: dict[str, Provider] = {}
+
+
+def _adapter(name: str) -> Provider:
+    adapter = _loaded.get(name)
+    if adapter is None:
+        module = importlib.import_module(f"lifecycle.providers.{ROOMS[name]}.adapter")
+        adapter = _loaded[name] = module.ADAPTER
+    return adapter
+
+
+def _all() -> list[Provider]:
+    return [_adapter(name) for name in NAMES]
 
 
 def names() -> list[str]:
-    return list(ADAPTERS)
+    return list(NAMES)
 
 
 def find(name: str | None) -> Provider | None:
-    return ADAPTERS.get(name or "")
+    return _adapter(name) if name in ROOMS else None
 
 
 def get(name: str) -> Provider:
     """The adapter of a provider stored in a row; KeyError names the unknown provider."""
-    try:
-        return ADAPTERS[name]
-    except KeyError:
-        raise KeyError(f"no adapter for provider {name!r}") from None
+    if name not in ROOMS:
+        raise KeyError(f"no adapter for provider {name!r}")
+    return _adapter(name)
 
 
 def route(request: object) -> str:
@@ -36,8 +56,7 @@ def route(request: object) -> str:
     named = getattr(request, "provider", None)
     if named:
         return named
-    number = getattr(request, "number", "")
-    return next((a.name for a in ADAPTERS.values() if a.claims(number)), DEFAULT)
+    return route_number(getattr(request, "number", ""))
 
 
 def normalise(provider: str | None, raw: str) -> str:
@@ -47,13 +66,13 @@ def normalise(provider: str | None, raw: str) -> str:
 
 
 def route_number(raw: str) -> str:
-    return next((a.name for a in ADAPTERS.values() if a.claims(raw)), DEFAULT)
+    return next((a.name for a in _all() if a.claims(raw)), DEFAULT)
 
 
 def stop_kinds() -> list[str]:
-    return [a.stop_kind for a in ADAPTERS.values() if a.stop_kind]
+    return [a.stop_kind for a in _all() if a.stop_kind]
 
 
 def jobs() -> dict[str, Callable[..., None]]:
     """The providers' own scheduled jobs, by name (their intervals are in cleanup/schedule.py)."""
-    return {name: job for adapter in ADAPTERS.values() for name, job in adapter.jobs().items()}
+    return {name: job for adapter in _all() for name, job in adapter.jobs().items()}
