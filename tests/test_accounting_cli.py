@@ -33,6 +33,13 @@ READ_COMMANDS = [
     ["plan", "--json"],
     ["replay"],
     ["replay", "--json", "--rules", "17track-per-cycle"],
+    ["shipments"],
+    ["shipments", "--json", "--history"],
+    ["operations"],
+    ["inbox"],
+    ["status", "--json"],
+    ["cleanup", "--list"],
+    ["endpoint", "list"],
 ]
 
 
@@ -125,7 +132,10 @@ def test_what_if_replay_says_what_differs(sqlite_env):
     result = CliRunner().invoke(cli, ["replay", "--rules", "17track-per-cycle"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert "live ledger (17track-official): 0 units, 0 CNY; replay (17track-per-cycle): 1 units" in lines[1]
+    # The replayed amount is a sum of 10-decimal zeros: said as 0, not 0E-10.
+    assert lines[1].endswith(
+        "live ledger (17track-official): 0 units, 0 CNY; replay (17track-per-cycle): 1 units, 0 CNY"
+    )
     assert "no differences" not in result.output
     assert lines[2] == (
         "under 17track-per-cycle this history would cost 1 unit(s) more than the live ledger "
@@ -133,6 +143,8 @@ def test_what_if_replay_says_what_differs(sqlite_env):
     )
     assert "  rule 17track.update_cycle: live 0 units, replay 1 units (+1)" in lines
     assert "  bucket monthly_free: live 0 units, replay 1 units (+1)" in lines
+    priced = json.loads(CliRunner().invoke(cli, ["replay", "--json", "--rules", "17track-per-cycle"]).output)
+    assert (priced["live"]["money"], priced["replay"]["money"]) == ("0", "0")
     same = CliRunner().invoke(cli, ["replay"])
     assert "no differences: the replay rebuilt the live ledger entry for entry" in same.output
 

@@ -248,7 +248,7 @@ def test_an_unreachable_provider_is_one_line_not_a_traceback(service):
 def test_run_refuses_a_taken_port_and_says_how_to_choose_another(service):
     port = service.base.rsplit(":", 1)[1]
     result = manage(service.env, "run", "--port", port, timeout=60)
-    assert result.returncode == 1
+    assert result.returncode == 2  # an expected failure, like the others
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and "--port" in result.stderr
     assert "Traceback" not in result.stderr
 

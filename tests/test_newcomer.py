@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from click.testing import CliRunner
 from kombu import Connection
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
+from config.settings import PROJECT_ROOT
 from lifecycle import create_app, jobs
 from lifecycle.api.tokens import create_token
 from lifecycle.broker import TRANSPORT
@@ -57,6 +59,11 @@ def _failure_of(exc: Exception) -> tuple[int, str]:
     [
         (OperationalError("SELECT", {}, Exception("no such table: shipments")), "db upgrade"),
         (ProgrammingError("SELECT", {}, Exception('relation "shipments" does not exist')), "db upgrade"),
+        (OperationalError("SELECT", {}, Exception("no such column: shipments.status_at")), "db upgrade"),
+        (
+            ProgrammingError("SELECT", {}, Exception("column shipments.status_at does not exist")),
+            "db upgrade",
+        ),
         (OperationalError("BEGIN IMMEDIATE", {}, Exception("database is locked")), "try again in a moment"),
         (OperationalError("x", {}, Exception("connection refused")), "check DATABASE_URL"),
         (ProviderError("gettracklist: ConnectionError: refused", transient=True), "SEVENTEENTRACK_API_URL"),
@@ -85,6 +92,25 @@ def test_run_warns_about_a_missing_or_placeholder_key(settings_factory):
         seventeentrack_api_key="your-key", seventeentrack_api_url="http://127.0.0.1:9"
     )
     assert provider_warnings(simulated) == []
+
+
+def documented_example_keys() -> set[str]:
+    """Every 17TRACK key the README and .env.example show (`KEY=…`, the simulator's `--key …`)."""
+    text = "\n".join((PROJECT_ROOT / name).read_text() for name in ("README.md", ".env.example"))
+    value = r"(<[^>]*>|[^\s,`'\"]+)"
+    assigned = re.findall(rf"SEVENTEENTRACK_API_KEY={value}", text)
+    return set(assigned) | set(re.findall(rf"--key {value}", text))
+
+
+def test_the_documentation_s_own_example_keys_are_placeholders_against_the_real_17track(settings_factory):
+    """The README's simulator key `demo-key`, copied into .env with the default URL, was not flagged."""
+    examples = documented_example_keys()
+    assert {"demo-key", "<your 17token>"} <= examples
+    for key in sorted(examples | {"sim", "simulator", "test-key", "example", "sample-17token", "..."}):
+        warnings = provider_warnings(settings_factory(seventeentrack_api_key=key))
+        assert [w for w in warnings if "placeholder" in w], key
+    for real in ("7F3A9C01D2E4B5A6C7D8E9F0A1B2C3D4", "a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6"):
+        assert provider_warnings(settings_factory(seventeentrack_api_key=real)) == []
 
 
 @pytest.fixture

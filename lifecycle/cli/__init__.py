@@ -11,6 +11,7 @@ import importlib
 
 import click
 
+from lifecycle.cli.checks import guarded
 from lifecycle.cli.errors import explain_failures
 
 ST = "lifecycle.providers.seventeentrack.cli"
@@ -79,7 +80,8 @@ class LazyGroup(click.Group):
         # A provider's own commands live in its room (lifecycle.providers.<name>.cli).
         path = module_name if module_name.startswith("lifecycle.") else f"lifecycle.cli.{module_name}"
         module = importlib.import_module(path)
-        return getattr(module, attribute)
+        command = getattr(module, attribute)
+        return guarded(cmd_name, command)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         for section, commands in SECTIONS.items():

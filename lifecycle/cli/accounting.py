@@ -27,6 +27,10 @@ def quota(as_json: bool, period: str | None, drift: bool, allow_overage: bool | 
     from lifecycle.accounting.reports import quota_report
     from lifecycle.db import utcnow
 
+    if drift:
+        from lifecycle.cli.errors import require_17track_key
+
+        require_17track_key()  # getquota without a key is 17TRACK's 401, not the reason
     if drift or allow_overage is not None:
         _change_quota_state(drift, allow_overage)
     with read_session() as session:
@@ -178,6 +182,8 @@ def replay(as_json: bool, rule_set: str | None) -> None:
         with reported("replay", "rows", enabled=on_terminal(as_json)) as progress:
             rebuilt = rebuild(live, accounts, rule_set, window["purged_through_id"], progress=progress)
         report = {**rebuilt, "window": window}
+        for side in ("live", "replay"):
+            report[side]["money"] = plain_money(report[side]["money"])
     except RulesError as exc:
         raise click.BadParameter(str(exc), param_hint="--rules") from None
     finally:
@@ -187,6 +193,13 @@ def replay(as_json: bool, rule_set: str | None) -> None:
         return
     for line in replay_lines(report):
         click.echo(line)
+
+
+def plain_money(amount: str) -> str:
+    """A sum of the ledger's 10-decimal amounts as people write it: 0E-10 is 0, 1.5000000000 is 1.5."""
+    from decimal import Decimal
+
+    return format(Decimal(amount).normalize(), "f")
 
 
 def replay_lines(report: dict) -> list[str]:

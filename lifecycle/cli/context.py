@@ -25,6 +25,15 @@ def app() -> Flask:
     return _app
 
 
+def database_url() -> str:
+    """The database this command uses: its app's, once one is built (tests hand the CLI theirs)."""
+    if _app is not None:
+        return str(_app.config["DATABASE_URL"])
+    from config.settings import get_settings
+
+    return get_settings().database_url
+
+
 @contextmanager
 def transaction() -> Iterator[Session]:
     """A session in a transaction committed on success, inside the app context."""
@@ -43,10 +52,9 @@ def read_session() -> Iterator[Session]:
     """
     from sqlalchemy.orm import Session
 
-    from config.settings import get_settings
     from lifecycle.db import make_engine
 
-    engine = make_engine(get_settings().database_url, writes=False)
+    engine = make_engine(database_url(), writes=False)
     try:
         with Session(engine, expire_on_commit=False) as session:
             yield session

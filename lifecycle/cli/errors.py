@@ -12,13 +12,41 @@ from contextlib import contextmanager
 
 import click
 
+from lifecycle.migrate import NOT_MIGRATED
+
 EXIT_EXPECTED_FAILURE = 2
+
+
+class ExpectedFailure(click.ClickException):
+    """A refusal the user can act on (a taken port, a key not set): one `error: …` line, exit 2."""
+
+    exit_code = EXIT_EXPECTED_FAILURE
+
+    def show(self, file: object = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+def require_17track_key() -> None:
+    """Refuse a command that calls 17TRACK now when no key is set (17TRACK would answer 401)."""
+    from config.settings import get_settings
+
+    if not get_settings().seventeentrack_api_key.get_secret_value():
+        raise ExpectedFailure(MISSING_17TRACK_KEY)
+
+
+MISSING_17TRACK_KEY = (
+    "SEVENTEENTRACK_API_KEY is not set: put your 17token in .env and restart, or try everything "
+    "against the simulator with `manage.py simulate` (no 17TRACK account needed)"
+)
 
 
 def _database_message(exc: Exception) -> str | None:
     text = str(getattr(exc, "orig", exc) or exc).lower()
+    # SQLite: "no such column: x"; PostgreSQL (UndefinedColumn): 'column "x" … does not exist'.
+    if "no such column" in text or ("column" in text and "does not exist" in text):
+        return "the database schema is older than this code: run `manage.py db upgrade`"
     if "no such table" in text or ("relation" in text and "does not exist" in text):
-        return "the database is not migrated yet: run `manage.py db upgrade` (or start `manage.py run`)"
+        return NOT_MIGRATED
     if "database is locked" in text:
         return (
             "the SQLite database is locked by another process (a long write is running); "

@@ -34,14 +34,27 @@ def _gunicorn(host: str, port: int, workers: int, threads: int, app: str = "life
     return command
 
 
-def _upgrade_embedded() -> None:
+def _database_ready(upgrade_embedded: bool) -> None:
+    """The database at the code's revision before a process starts: the embedded SQLite file is
+    brought there (the newcomer's `run` needs no release step); a server database is only checked,
+    since migrating it is a release step (`manage.py db upgrade`), and a process on an old schema
+    would fail on every request or write into columns that are gone."""
     from config.settings import get_settings
     from lifecycle import migrate
+    from lifecycle.cli.errors import EXIT_EXPECTED_FAILURE
 
     settings = get_settings()
     settings.var_dir.mkdir(parents=True, exist_ok=True)
-    if settings.is_sqlite:
+    if settings.is_sqlite and upgrade_embedded:
+        before = migrate.current_revision(settings.database_url)
         migrate.upgrade(settings.database_url)
+        if before not in (None, migrate.head_revision()):
+            click.echo(f"lifecycle: database upgraded from {before} to {migrate.head_revision()}", err=True)
+        return
+    problem = migrate.schema_problem(settings.database_url)
+    if problem:
+        click.echo(f"error: {problem}; not starting", err=True)
+        raise SystemExit(EXIT_EXPECTED_FAILURE)
 
 
 def _metrics_folder(role: str) -> None:
@@ -53,11 +66,12 @@ def _metrics_folder(role: str) -> None:
 
 
 def _check_port(host: str, port: int) -> None:
+    from lifecycle.cli.errors import ExpectedFailure
     from lifecycle.cli.supervisor import port_problem
 
     problem = port_problem(host, port)
     if problem:
-        raise click.ClickException(problem)
+        raise ExpectedFailure(problem)
 
 
 @click.command()
@@ -70,7 +84,7 @@ def run(host: str, port: int) -> None:
     from lifecycle.cli.supervisor import Supervisor
 
     _check_port(host, port)
-    _upgrade_embedded()
+    _database_ready(upgrade_embedded=True)
     _metrics_folder("run")
     for warning in provider_warnings(get_settings()):
         click.echo(f"warning: {warning}", err=True)
@@ -89,7 +103,7 @@ def run(host: str, port: int) -> None:
 def serve(host: str, port: int, workers: int, threads: int) -> None:
     """Serve the web app with gunicorn (production)."""
     _check_port(host, port)
-    _upgrade_embedded()
+    _database_ready(upgrade_embedded=True)
     _metrics_folder("serve")
     command = _gunicorn(host, port, workers, threads)
     os.execv(command[0], command)
@@ -99,6 +113,7 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def worker(celery_args: tuple[str, ...]) -> None:
     """Run a Celery worker; extra arguments go to `celery worker` (e.g. --concurrency 4)."""
+    _database_ready(upgrade_embedded=False)
     _metrics_folder("worker")
     command = [*CELERY, "worker", "--loglevel", "INFO", *celery_args]
     os.execv(command[0], command)
@@ -108,5 +123,6 @@ def worker(celery_args: tuple[str, ...]) -> None:
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def beat(celery_args: tuple[str, ...]) -> None:
     """Run the scheduler (exactly one per deployment)."""
+    _database_ready(upgrade_embedded=False)
     command = [*CELERY, "beat", "--loglevel", "INFO", *celery_args]
     os.execv(command[0], command)

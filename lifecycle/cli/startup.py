@@ -8,8 +8,14 @@ from config.settings import Settings
 
 REAL_17TRACK_URL = "https://api.17track.net"
 REAL_CARGOAI_URL = "https://api.cargoai.co"
-# Keys copied from documentation or `.env.example` rather than from the provider's dashboard.
-_PLACEHOLDER = re.compile(r"[<>{}\s]|your|change.?me|placeholder|example|x{4,}|^test|^dummy|^key$", re.I)
+# Keys copied from documentation, `.env.example` or a simulator's command line rather than from
+# the provider's dashboard (the README's own `demo-key`, `<your 17token>`, `…`): provider keys are
+# plain letters and digits, never a word like these nor template punctuation.
+_PLACEHOLDER = re.compile(
+    r"[<>{}\s…]|\.\.\.|your|change.?me|placeholder|example|sample|x{4,}"
+    r"|^(demo|sim|test|dummy|fake)|(^|[-_.])(key|token)$",
+    re.I,
+)
 
 
 def looks_like_placeholder(key: str) -> bool:
