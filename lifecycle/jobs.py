@@ -11,6 +11,7 @@ from typing import Any
 from lifecycle import runtime
 from lifecycle.accounting import alerts
 from lifecycle.accounting import service as accountant
+from lifecycle.cleanup import alerts as job_alerts
 from lifecycle.cleanup.heartbeat import WORKER
 from lifecycle.cleanup.heartbeat import record as record_heartbeat
 from lifecycle.cleanup.registry import FUNCTIONS
@@ -161,6 +162,8 @@ def sweep() -> dict[str, Any]:
         )
     with db.new_session() as session, session.begin():
         alerts_sent = alerts.deliver(session, config.alert_webhook_url)
+    with db.new_session() as session, session.begin():
+        job_alerts_sent = job_alerts.deliver(session, config.alert_webhook_url)
     if stuck_rows:
         runtime.signal(runtime.DRAIN_INBOX)
     if ready_operations or abandoned:
@@ -170,4 +173,5 @@ def sweep() -> dict[str, Any]:
         "pending_rows": stuck_rows,
         "ready_operations": ready_operations,
         "alerts_sent": alerts_sent,
+        "job_alerts_sent": job_alerts_sent,
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from lifecycle.db import Base, BigId, UTCDateTime, utcnow
@@ -47,9 +47,19 @@ class JobAlert(Base):
     """Something a job found that an operator must hear about, raised once per `key` until resolved.
 
     Examples: drift against 17TRACK's quota appeared; a number 17TRACK will stop or delete soon.
+    Delivered once to ALERT_WEBHOOK_URL by the sweeper, retried on its next rounds until sent.
     """
 
     __tablename__ = "job_alerts"
+    # The sweeper looks for undelivered alerts every few seconds: only those are indexed.
+    __table_args__ = (
+        Index(
+            "ix_job_alerts_undelivered",
+            "id",
+            postgresql_where=text("delivered_at IS NULL"),
+            sqlite_where=text("delivered_at IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     job: Mapped[str] = mapped_column(String(64))
@@ -59,6 +69,9 @@ class JobAlert(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     raised_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set once the alert webhook took it (or at once when none is configured: it was logged).
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    delivery_error: Mapped[str | None] = mapped_column(Text)
 
 
 class InboxRetry(Base):
