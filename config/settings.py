@@ -100,7 +100,8 @@ class Settings(BaseSettings):
     stale_interval_seconds: float = Field(86400.0, gt=0)
     stale_no_event_days: float = Field(20.0, gt=0)
     stale_not_found_days: float = Field(7.0, gt=0)
-    # "report" lists stale shipments in the run; "stop" also queues their stoptrack.
+    # "report" lists stale shipments (every provider) in the run; "stop" also stops them: 17TRACK's
+    # stoptrack or CargoAi's unsubscribe is queued, a polled AWB or a generic shipment stops at once.
     stale_action: Literal["report", "stop"] = "report"
     mirror_17track_interval_seconds: float = Field(86400.0, gt=0)
     # Warn this many days before 17TRACK deletes a stopped number (90 days without updates).

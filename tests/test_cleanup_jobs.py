@@ -82,6 +82,28 @@ def test_stale_reports_by_default_and_stops_when_asked(app):
     assert shipment("LIVELY").tracking == "tracking"
 
 
+def test_stale_covers_every_provider_and_stops_each_shipment_the_way_its_adapter_does(app):
+    quiet = NOW - timedelta(days=25)
+    with app.app_context():
+        add_shipment("QUIET-17", last_event_at=quiet)
+        add_shipment("17612345675", provider="cargoai", carrier=176, tracking_mode="push", subscriptions=1,
+                     last_event_at=quiet)  # fmt: skip
+        add_shipment(
+            "17612345686", provider="cargoai", carrier=176, tracking_mode="pull", last_event_at=quiet
+        )
+        add_shipment("PARCEL-9", provider="generic", last_event_at=quiet)
+    with time_machine.travel(NOW, tick=False):
+        report = run(app, "stale")
+        assert report["by_provider"] == {"17track": 1, "cargoai": 2, "generic": 1} and operations() == []
+        stopped = run(app, "stale", stale_action="stop")
+    assert (stopped["stopped"], stopped["operations_queued"]) == (4, 2)
+    assert [(op.kind, op.number) for op in operations()] == [
+        ("stoptrack", "QUIET-17"), ("unsubscribe", "17612345675"),
+    ]  # fmt: skip
+    assert shipment("17612345675").tracking == "stopping"  # until CargoAi confirms the unsubscribe
+    assert shipment("17612345686").tracking == "stopped" and shipment("PARCEL-9").tracking == "stopped"
+
+
 def test_a_job_held_elsewhere_is_skipped_and_not_recorded(app, settings):
     lease = 60
     with singleton("job-safety-net", settings.shared_limiter_url, settings.var_dir / "locks", lease) as mine:
