@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import func, select
 
+from lifecycle import create_app
 from lifecycle.api.tokens import create_token
 from lifecycle.extensions import db
 from lifecycle.inbox import service as inbox
+from lifecycle.operations.models import Operation
 from tests.helpers import delivered, in_transit, post_push
 
 
@@ -78,6 +81,23 @@ def test_register_reports_each_number(api):
     results = response.json["results"]
     assert [r["queued"] for r in results] == [True, False, False]
     assert "not allowed" in results[1]["message"] and "already registered" in results[2]["message"]
+
+
+def test_register_without_a_17track_key_is_refused_with_the_reason(settings_factory):
+    app = create_app(settings_factory(seventeentrack_api_key=""))
+    with app.app_context(), db.new_session() as session, session.begin():
+        token = create_token(session, "tests")
+    response = app.test_client().post(
+        "/api/shipments",
+        json={"numbers": ["RR123456789CN"], "carrier": 3011},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    results = response.json["results"]
+    assert [r["queued"] for r in results] == [False]
+    assert "SEVENTEENTRACK_API_KEY" in results[0]["message"]
+    with app.app_context(), db.new_session() as session:
+        assert session.scalar(select(func.count()).select_from(Operation)) == 0
+    db.engine.dispose()
 
 
 @pytest.mark.parametrize(

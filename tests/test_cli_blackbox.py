@@ -256,7 +256,7 @@ def test_run_refuses_a_taken_port_and_says_how_to_choose_another(service):
 def test_simulate_refuses_a_taken_port_instead_of_feeding_the_running_service(service):
     port = service.base.rsplit(":", 1)[1]
     result = manage(service.env, "simulate", "--port", port, "--count", "2", timeout=60)
-    assert result.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert result.returncode == 2 and f"error: cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "leave out --port to let it pick a free one, or choose another with --port" in result.stderr
     assert "(or leave it out)" not in result.stderr
 

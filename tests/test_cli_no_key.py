@@ -10,7 +10,7 @@ import pytest
 
 from lifecycle import migrate
 from lifecycle.cli.errors import MISSING_17TRACK_KEY
-from lifecycle.cli.shipments import NO_17TRACK_KEY
+from lifecycle.providers.seventeentrack.registration import NO_KEY as NO_17TRACK_KEY
 from tests.test_cli_schema import env_for, manage
 
 
@@ -49,9 +49,10 @@ def test_commands_that_call_17track_now_name_the_missing_key(no_key, args):
     assert result.stdout == ""
 
 
-def test_import_says_its_17track_numbers_wait_for_the_key(no_key, tmp_path):
+def test_import_refuses_17track_rows_with_the_reason_and_queues_nothing(no_key, tmp_path):
     csv = tmp_path / "numbers.csv"
     csv.write_text("number,carrier,lang,tag\nRR300000001CN,3011,,a\n")
     result = manage(no_key, "import", str(csv))
-    assert result.returncode == 0
-    assert f"warning: {NO_17TRACK_KEY}; its numbers stay queued until then" in result.stderr
+    assert f"line 2: 'RR300000001CN': {NO_17TRACK_KEY}" in result.stderr
+    assert "1 rows: 0 queued, 1 refused, 0 malformed" in result.stdout
+    assert (rows(no_key, "shipments"), rows(no_key, "operations")) == (0, 0)

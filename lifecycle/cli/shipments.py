@@ -10,15 +10,10 @@ import click
 from lifecycle.cli.context import app, emit, nudge, read_session, transaction
 
 if TYPE_CHECKING:
-    from lifecycle.shipments.requests import Outcome, Registration
+    pass
 
 # The operations task name, as in lifecycle.runtime (not imported here: it loads the whole service).
 FLUSH_OPERATIONS = "lifecycle.operations.flush"
-
-NO_17TRACK_KEY = (
-    "17TRACK is not configured: set SEVENTEENTRACK_API_KEY (and restart) to register numbers with "
-    "17TRACK, or try everything against the simulator with `manage.py simulate`"
-)
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 carrier_option = click.option("--carrier", type=int, help="The carrier's number at the provider.")
@@ -37,22 +32,6 @@ def _report_pause(as_json: bool) -> None:
                 f"queued until {held['until'] or '`manage.py resume-registration`'}",
                 err=True,
             )
-
-
-def _refused_without_17track_key(requests: list[Registration]) -> dict[int, Outcome]:
-    """With no 17TRACK key, a queued registration could never be sent (17TRACK answers 401 on every
-    retry): refuse the numbers bound for 17TRACK at once, as AWBs are refused without a CargoAi key."""
-    from config.settings import get_settings
-    from lifecycle.providers import registry
-    from lifecycle.shipments.requests import Outcome
-
-    if get_settings().seventeentrack_api_key.get_secret_value():
-        return {}
-    return {
-        index: Outcome(request.number, False, NO_17TRACK_KEY)
-        for index, request in enumerate(requests)
-        if registry.route(request) == "17track"
-    }
 
 
 @click.command()
@@ -85,14 +64,8 @@ def register(numbers: tuple[str, ...], carrier: int | None, lang: str | None, ta
         Registration(n, carrier, lang, tag, provider, mode, emails, airline_code and airline_code.upper())
         for n in numbers
     ]
-    refused = _refused_without_17track_key(requests)
-    wanted = [r for i, r in enumerate(requests) if i not in refused]
-    queued = []
-    if wanted:
-        with transaction() as session:
-            queued = queue_registrations(session, wanted, runtime.settings())
-    answers = iter(queued)
-    outcomes = [refused[i] if i in refused else next(answers) for i in range(len(requests))]
+    with transaction() as session:
+        outcomes = queue_registrations(session, requests, runtime.settings())
     if any(o.ok for o in outcomes):
         nudge(FLUSH_OPERATIONS)
     lines = [f"{o.number}: {o.message}" for o in outcomes]
@@ -106,7 +79,6 @@ def register(numbers: tuple[str, ...], carrier: int | None, lang: str | None, ta
 @json_option
 def import_(path, as_json: bool) -> None:  # type: ignore[no-untyped-def]
     """Import a CSV of numbers (columns: number, carrier, lang, tag), streaming."""
-    from config.settings import get_settings
     from lifecycle import runtime
     from lifecycle.extensions import db
     from lifecycle.observability.progress import Progress, counted_lines, file_size, on_terminal
@@ -116,10 +88,6 @@ def import_(path, as_json: bool) -> None:  # type: ignore[no-untyped-def]
         if not as_json:
             click.echo(f"line {line}: {number!r}: {message}", err=True)
 
-    # A CSV may hold thousands of rows for either provider: they are queued, and this says why the
-    # 17TRACK ones will not move yet (`shipments` shows them pending; `register` refuses instead).
-    if not get_settings().seventeentrack_api_key.get_secret_value():
-        click.echo(f"warning: {NO_17TRACK_KEY}; its numbers stay queued until then", err=True)
     size = file_size(path)
     with app().app_context(), Progress("import", size, "B", enabled=on_terminal(as_json) and size > 0) as bar:
         report = import_csv(

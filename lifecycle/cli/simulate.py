@@ -86,6 +86,7 @@ def _choose_port(port: int) -> int:
     The demo only ever talks to the service it started itself, so a taken port is refused rather
     than shared with whatever is listening there (a `make run` of the user's, say).
     """
+    from lifecycle.cli.errors import ExpectedFailure
     from lifecycle.cli.supervisor import port_problem
 
     if port == 0:
@@ -97,7 +98,7 @@ def _choose_port(port: int) -> int:
         # Only the first part of the supervisor's sentence ("cannot listen on …: why"): its advice
         # is about `run`, and the demo's own advice is to let it choose.
         reason = problem.split(" — ", 1)[0]
-        raise click.ClickException(
+        raise ExpectedFailure(
             f"{reason}. The demo starts a service of its own and never shares a port: leave out "
             f"--port to let it pick a free one, or choose another with --port {port + 1}."
         )

@@ -87,6 +87,12 @@ class SeventeenTrack:
     def register(
         self, session: Session, requests: Sequence[Registration], settings: Settings | None
     ) -> list[Outcome]:
+        if settings is not None and not settings.seventeentrack_api_key.get_secret_value():
+            # A queued registration could never be sent (17TRACK answers 401 on every retry):
+            # refuse at once on every path (CLI, CSV, API), as AWBs are refused without a CargoAi key.
+            from lifecycle.shipments.requests import Outcome
+
+            return [Outcome(r.number, False, registration.NO_KEY) for r in requests]
         return registration.register(session, requests)
 
     def adopted(self, event: CanonicalEvent, now: datetime) -> dict[str, Any]:

@@ -21,6 +21,10 @@ from lifecycle.shipments.requests import Outcome, Registration
 PROVIDER = rows.PROVIDER
 # States in which the number may be registered (again): never sent, refused, or deleted.
 REGISTRABLE = ("deleted", "rejected")
+NO_KEY = (
+    "17TRACK is not configured: set SEVENTEENTRACK_API_KEY (and restart) to register numbers with "
+    "17TRACK, or try everything against the simulator with `manage.py simulate`"
+)
 
 
 def check_number(raw: str) -> str:
