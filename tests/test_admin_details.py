@@ -23,7 +23,7 @@ from lifecycle.operations import pause
 from lifecycle.operations.models import Operation
 from lifecycle.outbound import endpoints
 from lifecycle.providers import registry
-from lifecycle.shipments.models import Transition
+from lifecycle.shipments.models import Shipment, Transition
 from tests.admin_support import add_shipments, create_admin, csrf, sign_in
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -189,3 +189,30 @@ def test_cli_shipments_json_carries_the_cost(app, run_cli):
     (item,) = json.loads(run_cli("shipments", "--json"))["shipments"]
     assert item["number"] == "RR000000001CN"
     assert item["cost"] == {"units": 3, "money": "0.5", "currency": "CNY"}
+
+
+@pytest.mark.parametrize("sort", ["recent", "last_event", "registered"])
+def test_the_has_an_error_filter_reads_only_the_shipments_with_an_error(app, sort):
+    """The partial indexes of migration 0012: a page of shipments with an error never walks every
+    shipment (0.4 s at 1,000,000 on PostgreSQL when few or none match)."""
+    from zoneinfo import ZoneInfo
+
+    from sqlalchemy import text
+
+    from lifecycle.admin import shipment_list
+
+    add_shipments(app, 300)
+    filters = shipment_list.Filters(has_error=True, sort=sort)
+    column = shipment_list.SORTS[sort]
+    stmt = shipment_list.filtered(filters, ZoneInfo("UTC")).order_by(
+        shipment_list._desc(column), Shipment.id.desc()
+    )
+    with app.app_context(), db.new_session() as session:
+        compiled = str(stmt.limit(51).compile(session.get_bind(), compile_kwargs={"literal_binds": True}))
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(text("ANALYZE shipments"))
+            session.execute(text("SET LOCAL enable_seqscan = off"))  # as at a million rows
+            plan = "\n".join(session.scalars(text(f"EXPLAIN {compiled}")))
+        else:
+            plan = "\n".join(row[-1] for row in session.execute(text(f"EXPLAIN QUERY PLAN {compiled}")))
+    assert "ix_shipments_with_error_" in plan, plan
