@@ -31,6 +31,8 @@ from lifecycle.cli.startup import provider_warnings
 from lifecycle.cli.supervisor import Supervisor
 from lifecycle.extensions import db
 from lifecycle.inbox import service as inbox
+from lifecycle.operations import pause
+from lifecycle.operations.models import ServiceState
 from lifecycle.providers.base import ProviderError
 from lifecycle.providers.cargoai.subscriptions import NO_KEY as NO_CARGOAI_KEY
 from lifecycle.providers.seventeentrack import commands
@@ -272,3 +274,15 @@ def test_replay_says_what_it_can_rebuild_once_retention_purged_old_bodies(app, c
     assert text.startswith("replay can rebuild only what arrived after 2026-08-12")
     partial = json.loads(runner.invoke(cli, ["replay", "--json"], catch_exceptions=False).output)
     assert partial["window"]["complete"] is False and partial["inbox_rows"] == 1
+
+
+def test_operations_lists_only_pauses_among_the_service_state_rows(app, run_cli):
+    # service_state also keeps the getquota snapshot and overage permissions: no pause, no `code`.
+    with app.app_context(), db.new_session() as session, session.begin():
+        session.add(ServiceState(key="quota:17track:getquota", value={"quota_used": 5}))
+        pause.pause(session, "17track", "register", -18019907, "quota used up", None)
+    text = run_cli("operations")
+    assert "PAUSED pause:17track:register: -18019907 quota used up (until resumed)" in text
+    assert "getquota" not in text
+    listed = json.loads(run_cli("operations", "--json"))
+    assert list(listed["pauses"]) == ["pause:17track:register"]

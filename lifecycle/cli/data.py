@@ -129,7 +129,8 @@ def operations(as_json: bool) -> None:
     """The outbox: operations by kind and status, pauses, and the latest failures."""
     from sqlalchemy import func, select
 
-    from lifecycle.operations.models import FAILED, Operation, ServiceState
+    from lifecycle.operations import pause
+    from lifecycle.operations.models import FAILED, Operation
     from lifecycle.operations.queries import retrying
 
     with read_session() as session:
@@ -139,7 +140,7 @@ def operations(as_json: bool) -> None:
         )
         for kind, status, n in session.execute(stmt):
             counts.setdefault(kind, {})[status] = n
-        pauses = {s.key: s.value for s in session.scalars(select(ServiceState))}
+        pauses = pause.in_force(session)
         failed_stmt = (
             select(Operation).where(Operation.status == FAILED).order_by(Operation.id.desc()).limit(20)
         )

@@ -9,14 +9,17 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lifecycle.db import utcnow
 from lifecycle.operations.models import ServiceState
 
+PREFIX = "pause:"
+
 
 def _key(provider: str, kind: str) -> str:
-    return f"pause:{provider}:{kind}"
+    return f"{PREFIX}{provider}:{kind}"
 
 
 def pause(session: Session, provider: str, kind: str, code: int, reason: str, until: datetime | None) -> None:
@@ -43,6 +46,18 @@ def current(session: Session, provider: str, kind: str) -> dict[str, Any] | None
         session.delete(state)
         return None
     return dict(state.value)
+
+
+def in_force(session: Session) -> dict[str, dict[str, Any]]:
+    """Every pause not yet expired, by key, read only (service_state holds other rows too: the
+    getquota snapshot, overage permissions, which are no pauses)."""
+    stmt = select(ServiceState).where(ServiceState.key.startswith(PREFIX, autoescape=True))
+    now = utcnow()
+    return {
+        state.key: dict(state.value)
+        for state in session.scalars(stmt)
+        if not state.value.get("until") or datetime.fromisoformat(state.value["until"]) > now
+    }
 
 
 def resume(session: Session, provider: str, kind: str) -> bool:
