@@ -154,10 +154,23 @@ def _bind_value(column: Column, row: dict[str, Any]) -> Any:
 
 
 def is_retryable(exc: BaseException) -> bool:
-    if not isinstance(exc, DBAPIError):
-        return False
-    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    """A deadlock or serialization failure (retry the transaction), or SQLite's busy timeout; whether
+    SQLAlchemy wrapped the driver's error or a fixed statement on driver_cursor raised it bare."""
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
     if sqlstate in RETRYABLE_SQLSTATES:
         return True
     # SQLite reports a busy database when the busy timeout ran out.
-    return "database is locked" in str(exc.orig)
+    return isinstance(exc, DBAPIError) and "database is locked" in str(exc.orig)
+
+
+def is_driver_failure(exc: BaseException) -> bool:
+    """The driver's own OperationalError / InterfaceError raised bare by a statement on driver_cursor
+    (a connection lost, a deadlock, a cancelled query): the database's trouble, never a row's."""
+    if isinstance(exc, DBAPIError):
+        return False
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - psycopg is a dependency; without it nothing runs bare
+        return False
+    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)

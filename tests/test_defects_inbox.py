@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import psycopg
 import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.exc import OperationalError
@@ -206,3 +207,32 @@ def test_a_database_outage_marks_nothing_failed(app, client, monkeypatch):
         _drain(app)
     with app.app_context():
         assert count(InboxEvent, InboxEvent.status == "pending") == 2
+
+
+def test_a_deadlock_raised_bare_by_the_driver_retries_the_batch_and_fails_no_row(app, client, monkeypatch):
+    """The drain's fixed statements run on the psycopg cursor itself, whose errors SQLAlchemy never
+    wraps: a deadlock there (two workers adopting the same new numbers) is the database's trouble,
+    so the batch is retried, never blamed on a row (four workers once left 4 of 20,000 failed)."""
+    real, calls = inbox.apply_bodies, []
+
+    def deadlock_first(session, adapter, bodies, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(len(bodies))
+        if len(calls) <= 2:  # the batch, then (before the fix) the first row alone
+            raise psycopg.errors.DeadlockDetected("deadlock detected")
+        return real(session, adapter, bodies, **kwargs)
+
+    monkeypatch.setattr(inbox, "apply_bodies", deadlock_first)
+    for number in ("RR1", "RR2", "RR3"):
+        post_push(client, in_transit(number))
+    assert _drain(app).outcomes == {"applied": 3}
+    with app.app_context():
+        assert count(InboxEvent, InboxEvent.status == "failed") == 0
+    assert calls[:3] == [3, 3, 3]  # the whole batch again each time, not row by row
+
+
+def test_bare_driver_failures_are_the_databases_not_the_rows():
+    assert inbox.not_the_rows_fault(psycopg.errors.DeadlockDetected("deadlock detected"))
+    assert inbox.not_the_rows_fault(psycopg.OperationalError("server closed the connection"))
+    assert inbox.not_the_rows_fault(psycopg.InterfaceError("the connection is closed"))
+    assert not inbox.not_the_rows_fault(psycopg.errors.NotNullViolation("null value in column"))
+    assert not inbox.not_the_rows_fault(KeyError("something nobody anticipated"))
