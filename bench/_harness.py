@@ -25,7 +25,7 @@ PROJECT_ROOT = BENCH_DIR.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-BROKER_URL = "redis://127.0.0.1:6379/14"
+BROKER_URL = "redis://127.0.0.1:6379/3"  # not 15-13: `make test` workers flush those
 API_KEY = "benchkey"
 PYTHON = sys.executable
 # lifecycle.celery.QUEUES: drain signals go to "inbox", provider flushes to "provider".

@@ -32,7 +32,7 @@ PROJECT_ROOT = BENCH_DIR.parent
 OUT = BENCH_DIR / "out"
 # Same as bench/_harness.py (not imported here: the runner must start even if the product does not).
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-REDIS_URL = "redis://127.0.0.1:6379/14"
+REDIS_URL = "redis://127.0.0.1:6379/3"
 # In the order of the table; each name is bench/<name>.py.
 BENCHES = ("webhook_ack", "e2e", "registration", "import_memory", "cli_startup")
 

@@ -8,7 +8,6 @@ import io
 import re
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import select
 
 from lifecycle import create_app
@@ -22,21 +21,6 @@ from lifecycle.shipments.models import Shipment, Transition
 from tests.admin_support import add_shipments, create_admin, csrf, sign_in
 
 XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'
-
-
-@pytest.fixture
-def app(settings_factory):  # type: ignore[no-untyped-def]
-    app = create_app(settings_factory())
-    create_admin(app)
-    yield app
-    db.engine.dispose()  # type: ignore[union-attr]
-
-
-@pytest.fixture
-def client(app):  # type: ignore[no-untyped-def]
-    client = app.test_client()
-    assert sign_in(client).status_code == 302
-    return client
 
 
 def numbers(html: str) -> list[str]:

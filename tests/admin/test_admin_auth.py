@@ -20,14 +20,6 @@ from lifecycle.extensions import db
 from tests.admin_support import EMAIL, PASSWORD, create_admin, csrf, sign_in
 
 
-@pytest.fixture
-def app(settings_factory):  # type: ignore[no-untyped-def]
-    app = create_app(settings_factory())
-    create_admin(app)
-    yield app
-    db.engine.dispose()  # type: ignore[union-attr]
-
-
 def _example_path(rule) -> str:  # type: ignore[no-untyped-def]
     """A concrete path for a URL rule, with made-up values for its arguments."""
     values = {"provider": "17track", "number": "RR123456789CN", "filename": "admin.css"}
@@ -261,3 +253,9 @@ def test_create_admin_command_reads_the_password_from_stdin(settings_factory, mo
         assert stored is not None and "a long password" not in stored.password_hash
         assert stored.password_hash.startswith(("scrypt:", "pbkdf2:"))
     db.engine.dispose()  # type: ignore[union-attr]
+
+
+@pytest.fixture
+def client(app):  # type: ignore[no-untyped-def]
+    """Signed out: these tests sign in (or fail to) themselves."""
+    return app.test_client()

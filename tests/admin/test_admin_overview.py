@@ -6,10 +6,9 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-import pytest
 import time_machine
 
-from lifecycle import create_app, runtime
+from lifecycle import runtime
 from lifecycle.accounting import service as accountant
 from lifecycle.accounting.rules import BillableEvent
 from lifecycle.admin import counts
@@ -18,22 +17,7 @@ from lifecycle.db import utcnow
 from lifecycle.extensions import db
 from lifecycle.inbox.models import InboxEvent
 from lifecycle.operations import pause
-from tests.admin_support import add_shipments, create_admin, sign_in
-
-
-@pytest.fixture
-def app(settings_factory):  # type: ignore[no-untyped-def]
-    app = create_app(settings_factory())
-    create_admin(app)
-    yield app
-    db.engine.dispose()  # type: ignore[union-attr]
-
-
-@pytest.fixture
-def client(app):  # type: ignore[no-untyped-def]
-    client = app.test_client()
-    assert sign_in(client).status_code == 302
-    return client
+from tests.admin_support import add_shipments
 
 
 def text_of(html: str) -> str:

@@ -12,7 +12,7 @@ from datetime import date, timedelta
 import pytest
 from sqlalchemy import select
 
-from lifecycle import create_app, runtime
+from lifecycle import runtime
 from lifecycle.accounting import service as accountant
 from lifecycle.accounting.rules import BillableEvent
 from lifecycle.admin import charts
@@ -24,25 +24,10 @@ from lifecycle.operations.models import Operation
 from lifecycle.outbound import endpoints
 from lifecycle.providers import registry
 from lifecycle.shipments.models import Shipment, Transition
-from tests.admin_support import add_shipments, create_admin, csrf, sign_in
+from tests.admin_support import add_shipments, csrf
 
 SVG = "{http://www.w3.org/2000/svg}"
 TODAY = date(2026, 11, 20)
-
-
-@pytest.fixture
-def app(settings_factory):  # type: ignore[no-untyped-def]
-    app = create_app(settings_factory())
-    create_admin(app)
-    yield app
-    db.engine.dispose()  # type: ignore[union-attr]
-
-
-@pytest.fixture
-def client(app):  # type: ignore[no-untyped-def]
-    client = app.test_client()
-    assert sign_in(client).status_code == 302
-    return client
 
 
 def parsed(svg: str) -> ET.Element:

@@ -21,13 +21,12 @@ import pytest
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
-from lifecycle import create_app
 from lifecycle.accounting.models import UsageTotal
 from lifecycle.db import utcnow
 from lifecycle.extensions import db
 from lifecycle.inbox.models import InboxEvent
 from lifecycle.shipments.models import Shipment
-from tests.admin_support import EMAIL, PASSWORD, add_shipments, create_admin
+from tests.admin_support import EMAIL, PASSWORD, add_shipments
 from tests.conftest import IN_CI
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
@@ -69,14 +68,6 @@ def browser() -> Iterator[object]:
 @pytest.fixture(scope="session")
 def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("admin-screenshots")
-
-
-@pytest.fixture
-def app(settings_factory):  # type: ignore[no-untyped-def]
-    app = create_app(settings_factory())
-    create_admin(app)
-    yield app
-    db.engine.dispose()  # type: ignore[union-attr]
 
 
 @pytest.fixture

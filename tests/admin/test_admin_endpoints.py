@@ -4,32 +4,15 @@ from __future__ import annotations
 
 import re
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from lifecycle import create_app
 from lifecycle.extensions import db
 from lifecycle.inbox import service as inbox
 from lifecycle.outbound.models import Delivery, Endpoint
-from tests.admin_support import create_admin, csrf, sign_in
+from tests.admin_support import csrf
 from tests.helpers import in_transit, post_push
-
-
-@pytest.fixture
-def app(settings_factory):  # type: ignore[no-untyped-def]
-    app = create_app(settings_factory())
-    create_admin(app)
-    yield app
-    db.engine.dispose()  # type: ignore[union-attr]
-
-
-@pytest.fixture
-def client(app):  # type: ignore[no-untyped-def]
-    client = app.test_client()
-    assert sign_in(client).status_code == 302
-    return client
 
 
 def _post(client, path: str, **data: str):  # type: ignore[no-untyped-def]
