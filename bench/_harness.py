@@ -170,7 +170,7 @@ class Harness:
         return time.time()
 
     def foreign_workers(self) -> list[int]:
-        """Pids of Celery workers this bench did not start: if they use Redis db 14 too, they take our
+        """Pids of Celery workers this bench did not start: if they use Redis db 3 too, they take our
         signals and share the provider limiter (same API key), which skews rate figures."""
         ours = {proc.pid for proc in self.procs.values()}
         found = []
@@ -219,7 +219,7 @@ class Harness:
 
     @staticmethod
     def clear_queues() -> None:
-        """Drop queued Celery signals in db 14 (left by earlier runs, for databases long gone)."""
+        """Drop queued Celery signals in db 3 (left by earlier runs, for databases long gone)."""
         try:
             redis.Redis.from_url(BROKER_URL, socket_timeout=2).delete(*CELERY_QUEUES)
         except redis.RedisError:

@@ -38,7 +38,7 @@ TARGET_MS = 100
 RATIO_TARGET = 1.5
 PAGE = shipment_list.PAGE_SIZE
 EMAIL, PASSWORD = "bench@example.com", "bench password"
-# A Redis database of its own (the harness's default, db 14, is shared with the other benches): the
+# A Redis database of its own (the harness's default, db 3, is shared with the other benches): the
 # web processes' limiter and broker connections land here, and nothing else uses it.
 REDIS_URL = "redis://127.0.0.1:6379/7"
 FILL = """
@@ -158,7 +158,7 @@ def main() -> int:
     if args.smoke:
         args.requests = 20
     h = Harness("admin_pages")
-    h.clear_queues = lambda: None  # type: ignore[method-assign]  (nothing queued; db 14 is not ours)
+    h.clear_queues = lambda: None  # type: ignore[method-assign]  (nothing queued; db 3 is not ours)
     second = f"bench_{h.run_id}_large".lower()
     try:
         urls = [h.create_database(), new_database(h, second)]

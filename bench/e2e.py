@@ -4,7 +4,7 @@
 
 Runs our gunicorn (as in bench/webhook_ack.py), one `manage.py worker --concurrency 2` (prefork,
 2 processes), one `manage.py beat` (its sweeper re-sends stoptracks put off by a 429), a fresh
-PostgreSQL database, Redis db 14 and the 17TRACK simulator (so stoptrack calls really happen, at
+PostgreSQL database, Redis db 3 and the 17TRACK simulator (so stoptrack calls really happen, at
 most 3/s). Two phases, N pushes each, with distinct numbers:
 
   live   workers running while pushes arrive: N / (last row processed - first post).
