@@ -73,10 +73,10 @@ def main() -> int:
         others = h.foreign_workers()
         if others:
             print(
-                f"  warning: other Celery workers are running (pids {others[:5]}): they may share Redis db 14"
+                f"  warning: other Celery workers are running (pids {others[:5]}): they may share Redis db 3"
             )
 
-        h.clear_queues()  # signals left in db 14 by earlier runs; the import's own nudges stay
+        h.clear_queues()  # signals left in db 3 by earlier runs; the import's own nudges stay
         started = time.monotonic()
         h.run_checked([PYTHON, "manage.py", "import", str(csv_path)], env, "import", timeout=timeout)
         import_seconds = time.monotonic() - started
