@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -187,3 +189,14 @@ def run_cli(cli_env):  # type: ignore[no-untyped-def]
         return result.output
 
     return run
+
+
+@pytest.fixture
+def embedded(tmp_path: Path) -> dict[str, str]:
+    """The environment of an embedded (SQLite) `manage.py` subprocess with a fresh, migrated state
+    directory; run it from the project root."""
+    env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "BROKER_URL")}
+    env.update(VAR_DIR=str(tmp_path / "var"), SEVENTEENTRACK_API_KEY=API_KEY, COLUMNS="100")
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run([sys.executable, "manage.py", "db", "upgrade"], cwd=root, env=env, check=True, timeout=180)
+    return env

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
+from werkzeug.serving import make_server
 
 from lifecycle.extensions import db
 from lifecycle.providers.seventeentrack import webhook as st
@@ -53,3 +56,16 @@ def count(model: type, *where: Any) -> int:
 def shipment(number: str) -> Shipment | None:
     with db.new_session() as session:
         return session.scalars(select(Shipment).where(Shipment.number == number)).first()
+
+
+@contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """A WSGI app on a free loopback port, served from a thread; yields its base URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)

@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
 import time_machine
 
 from lifecycle.cleanup.schedule import JOBS
 from lifecycle.locks import singleton
 from tests.cleanup_helpers import NOW, add_shipment, operations, run, runs, shipment
-from tests.conftest import API_KEY
 from tests.test_status_progress import on_a_terminal
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -212,15 +207,6 @@ def test_a_job_tells_its_progress_in_rows_after_every_batch(app):
     with time_machine.travel(NOW, tick=False):
         run(app, "safety-net", cleanup_batch_size=3, progress=lambda done, total: told.append((done, total)))
     assert told == [(3, 7), (6, 7), (7, 7)]
-
-
-@pytest.fixture
-def embedded(tmp_path: Path) -> dict[str, str]:
-    """The environment of an embedded (SQLite) `manage.py` with a fresh, migrated state directory."""
-    env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "BROKER_URL")}
-    env.update(VAR_DIR=str(tmp_path / "var"), SEVENTEENTRACK_API_KEY=API_KEY, COLUMNS="100")
-    subprocess.run([sys.executable, "manage.py", "db", "upgrade"], cwd=ROOT, env=env, check=True, timeout=180)
-    return env
 
 
 def test_one_job_shows_a_bar_of_rows_on_a_terminal_and_none_with_json(embedded):

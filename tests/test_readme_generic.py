@@ -8,15 +8,14 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
 
 from lifecycle.extensions import db
 from lifecycle.inbox import service as inbox
 from lifecycle.providers.generic import config
+from tests.helpers import serving
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTION = "## Your own systems and carriers: the generic webhook"
@@ -32,12 +31,8 @@ def served(app, monkeypatch):  # type: ignore[no-untyped-def]
     monkeypatch.setenv("GENERIC_WEBHOOK_SECRET", "s3cret")
     monkeypatch.delenv("GENERIC_STATUS_MAP", raising=False)
     config.current.cache_clear()
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=10)
+    with serving(app) as url:
+        yield url
     config.current.cache_clear()
 
 

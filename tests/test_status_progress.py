@@ -18,19 +18,10 @@ from types import SimpleNamespace
 import pytest
 
 from lifecycle.observability.progress import Progress
-from tests.conftest import API_KEY
 from tests.helpers import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 ROWS = 3000
-
-
-@pytest.fixture
-def embedded(tmp_path: Path) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "BROKER_URL")}
-    env.update(VAR_DIR=str(tmp_path / "var"), SEVENTEENTRACK_API_KEY=API_KEY, COLUMNS="100")
-    subprocess.run([sys.executable, "manage.py", "db", "upgrade"], cwd=ROOT, env=env, check=True, timeout=180)
-    return env
 
 
 @pytest.fixture

@@ -12,14 +12,12 @@ import io
 import os
 import re
 import shutil
-import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
 from lifecycle.accounting.models import UsageTotal
 from lifecycle.db import utcnow
@@ -28,6 +26,7 @@ from lifecycle.inbox.models import InboxEvent
 from lifecycle.shipments.models import Shipment
 from tests.admin_support import EMAIL, PASSWORD, add_shipments
 from tests.conftest import IN_CI
+from tests.helpers import serving
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 LAPTOP = {"width": 1366, "height": 900}
@@ -72,12 +71,8 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def base_url(app) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=10)
+    with serving(app) as url:
+        yield url
 
 
 @pytest.fixture
