@@ -9,17 +9,13 @@ when raised and stays on the admin overview and `cleanup --list` until resolved.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-import requests
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from lifecycle.accounting.alerts import post_each
 from lifecycle.cleanup.models import JobAlert
-from lifecycle.db import utcnow
-
-log = logging.getLogger(__name__)
 
 # Posted per sweep at most: a burst (many numbers about to be deleted) drains over a few rounds.
 BATCH = 50
@@ -35,21 +31,7 @@ def deliver(session: Session, url: str, timeout: float = 5.0) -> int:
         .limit(BATCH)
         .with_for_update(skip_locked=True)
     )
-    delivered = 0
-    for alert in session.scalars(stmt):
-        if not url:
-            alert.delivered_at = utcnow()
-            continue
-        try:
-            response = requests.post(url, json=_body(alert), timeout=timeout)
-            response.raise_for_status()
-        except requests.RequestException as exc:
-            alert.delivery_error = str(exc)[:500]
-            log.warning("alert webhook failed for a job alert, will retry: %s", exc)
-            break
-        alert.delivered_at, alert.delivery_error = utcnow(), None
-        delivered += 1
-    return delivered
+    return post_each(session.scalars(stmt), url, _body, timeout, "a job alert")
 
 
 def _body(alert: JobAlert) -> dict[str, Any]:
