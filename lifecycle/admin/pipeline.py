@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
@@ -12,7 +11,8 @@ from lifecycle.db import utcnow
 from lifecycle.inbox.models import FAILED as INBOX_FAILED
 from lifecycle.inbox.models import PENDING as INBOX_PENDING
 from lifecycle.inbox.models import InboxEvent
-from lifecycle.operations.models import CANCELLED, FAILED, IN_FLIGHT, PENDING, Operation, ServiceState
+from lifecycle.operations import pause
+from lifecycle.operations.models import CANCELLED, FAILED, IN_FLIGHT, PENDING, Operation
 
 SHOWN = 100
 WAITING = (PENDING, IN_FLIGHT, FAILED)
@@ -62,16 +62,8 @@ def recent_errors(session: Session, limit: int = 5) -> list[Operation]:
 
 
 def pauses(session: Session) -> dict[str, dict[str, Any]]:
-    """Paused operation kinds (`pause:<provider>:<kind>`) with code, reason, since and until when
-    (times as datetimes, for the pages' local-time filter)."""
-    stmt = select(ServiceState).where(ServiceState.key.startswith("pause:"))
-    found = {}
-    for state in session.scalars(stmt):
-        value = dict(state.value)
-        for moment in ("since", "until"):
-            value[moment] = _parsed(value.get(moment))
-        found[state.key.removeprefix("pause:")] = value
-    return found
+    """Paused operation kinds in force, keyed `<provider>:<kind>`, with code, reason, since, until."""
+    return {key.removeprefix(pause.PREFIX): value for key, value in pause.in_force(session).items()}
 
 
 def paused_operations(
@@ -84,13 +76,6 @@ def paused_operations(
     held = or_(*(and_(Operation.provider == provider, Operation.kind == kind) for provider, kind in kinds))
     stmt = select(Operation).where(Operation.status == PENDING, held).order_by(Operation.id)
     return list(session.scalars(stmt.limit(limit)))
-
-
-def _parsed(value: Any) -> datetime | None:
-    try:
-        return datetime.fromisoformat(value) if value else None
-    except (TypeError, ValueError):
-        return None
 
 
 def retry(session: Session, ids: list[int]) -> int:

@@ -48,11 +48,12 @@ def current(session: Session, provider: str, kind: str) -> dict[str, Any] | None
     return dict(state.value)
 
 
-def in_force(session: Session) -> dict[str, dict[str, Any]]:
-    """Every pause not yet expired, by key, read only (service_state holds other rows too: the
-    getquota snapshot, overage permissions, which are no pauses)."""
+def in_force(session: Session, now: datetime | None = None) -> dict[str, dict[str, Any]]:
+    """Every pause not expired at `now`, by key, read only (service_state holds other rows too: the
+    getquota snapshot, overage permissions, which are no pauses). The one reader of pauses for the
+    CLI, the admin and the status report; an expired one is lifted by the sender's next round."""
     stmt = select(ServiceState).where(ServiceState.key.startswith(PREFIX, autoescape=True))
-    now = utcnow()
+    now = now or utcnow()
     return {
         state.key: dict(state.value)
         for state in session.scalars(stmt)
