@@ -85,7 +85,9 @@ def render(report: dict[str, Any]) -> list[str]:
 def _outbound(outbound: dict[str, Any]) -> str:
     if not outbound["endpoints"]:
         return "no endpoint (`manage.py endpoint add URL`)"
-    disabled = f" ({outbound['endpoints_disabled']} disabled)" if outbound["endpoints_disabled"] else ""
+    disabled = ""
+    if outbound["endpoints_disabled"]:
+        disabled = f" ({outbound['endpoints_disabled']} disabled, {outbound['held']} deliveries held)"
     oldest = outbound["oldest_pending_age_seconds"]
     age = f", oldest created {_age(oldest)}" if oldest is not None else ""
     return (

@@ -23,7 +23,8 @@ from lifecycle.cleanup.heartbeat import ages
 from lifecycle.cleanup.schedule import JOBS
 from lifecycle.inbox.models import FAILED, PENDING, InboxEvent
 from lifecycle.operations import models as ops
-from lifecycle.operations.models import Operation, ServiceState
+from lifecycle.operations import pause
+from lifecycle.operations.models import Operation
 from lifecycle.outbound import models as outbound_models
 from lifecycle.outbound.models import Delivery, Endpoint
 
@@ -78,11 +79,14 @@ def outbox(session: Session) -> dict[str, Any]:
 def outbound(session: Session, now: datetime) -> dict[str, Any]:
     """Outbound deliveries waiting (first tries and retries) and given up, and endpoints switched off.
 
-    The oldest pending delivery is the lowest id among the first COUNT_CAP pending ones (the status
-    index): bounded like the counts, and exact unless more than COUNT_CAP are pending.
+    Pending counts only deliveries to enabled endpoints: a switched-off endpoint's deliveries are
+    held, not late (they show as `held` and `endpoints_disabled`), so the lag alert does not fire
+    for ever. The oldest pending delivery is the lowest id among the first COUNT_CAP pending ones:
+    bounded like the counts, and exact unless more than COUNT_CAP are pending.
     """
-    pending_ids = select(Delivery.id).where(Delivery.status == outbound_models.PENDING).limit(COUNT_CAP)
-    pending = pending_ids.subquery()
+    waiting = select(Delivery.id).join(Endpoint, Endpoint.id == Delivery.endpoint_id)
+    waiting = waiting.where(Delivery.status == outbound_models.PENDING)
+    pending = waiting.where(Endpoint.enabled.is_(True)).limit(COUNT_CAP).subquery()
     count, oldest_id = session.execute(select(func.count(), func.min(pending.c.id))).one()
     oldest_age = None
     if oldest_id is not None:
@@ -94,6 +98,7 @@ def outbound(session: Session, now: datetime) -> dict[str, Any]:
         "endpoints": sum(enabled.values()),
         "endpoints_disabled": enabled.get(False, 0),
         "pending": count,
+        "held": capped_count(session, waiting.where(Endpoint.enabled.is_(False))),
         "oldest_pending_age_seconds": oldest_age,
         "in_flight": capped_count(
             session, select(Delivery.id).where(Delivery.status == outbound_models.IN_FLIGHT)
@@ -104,14 +109,10 @@ def outbound(session: Session, now: datetime) -> dict[str, Any]:
 
 def pauses(session: Session, now: datetime) -> list[dict[str, Any]]:
     """Operation kinds paused now (e.g. 17TRACK registration on a quota error), read-only."""
-    rows = session.scalars(select(ServiceState).where(ServiceState.key.like("pause:%")))
     found = []
-    for row in rows:
-        until = row.value.get("until")
-        if until and datetime.fromisoformat(until) <= now:
-            continue  # expired: the sender lifts it on its next round
-        _, provider, kind = row.key.split(":", 2)
-        found.append({"provider": provider, "kind": kind, **row.value})
+    for key, value in pause.in_force(session, now).items():
+        _, provider, kind = key.split(":", 2)
+        found.append({"provider": provider, "kind": kind, **value})
     return found
 
 
