@@ -175,6 +175,33 @@ def test_simulate_with_json_prints_one_object_when_stopped_and_stops_its_service
         assert probe.connect_ex(("127.0.0.1", port)) != 0
 
 
+def _simulate_json(env: dict[str, str], *args: str) -> tuple[subprocess.CompletedProcess[str], dict]:
+    """`manage.py simulate --json` run as a script runs it, in a pipe: the finished process and the
+    one JSON object that must be all of its stdout."""
+    done = subprocess.run([sys.executable, "manage.py", "simulate", "--count", "2", *args, "--json"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=420)  # fmt: skip
+    [line] = done.stdout.splitlines()  # exactly one line, and nothing else on stdout
+    return done, json.loads(line)
+
+
+def test_simulate_until_settled_with_json_exits_0_with_one_settled_object(embedded):
+    # The README's script form (`--until-settled --timeout 300 --json`), with fast parcels.
+    done, result = _simulate_json(embedded, "--step-seconds", "0.3", "--until-settled", "--timeout", "240")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (result["ended"], result["settled"], result["shipments"]) == ("settled", True, 2)
+    assert result["settled_shipments"] == 2 and "stopping" not in result["tracking"]
+    assert result["api_calls"]["register"] == 1
+
+
+def test_simulate_until_settled_that_times_out_exits_1_with_one_timeout_object(embedded):
+    # Parcels that move once an hour cannot settle within the 1 s the watch is given.
+    done, result = _simulate_json(embedded, "--step-seconds", "3600", "--until-settled", "--timeout", "1")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert (result["ended"], result["settled"], result["settled_shipments"]) == ("timeout", False, 0)
+    assert sum(result["statuses"].values()) == 2  # it did register and watch before giving up
+    assert "not settled within 1 s" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_simulate_refuses_a_taken_port_in_a_plain_sentence():
     import click
 
