@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Column, Table, TypeDecorator
@@ -104,11 +105,27 @@ def _unnest_update_sql(table: Table, given: tuple[str, ...]) -> tuple[str, list[
     return sql, columns
 
 
-def driver_cursor(session: Session) -> Any:
-    """A psycopg cursor in the session's transaction, for fixed statements psycopg prepares once."""
+@contextmanager
+def driver_cursor(session: Session) -> Iterator[Any]:
+    """A psycopg cursor in the session's transaction, for fixed statements psycopg prepares once.
+
+    The driver's errors come out as SQLAlchemy's (OperationalError for a deadlock or a lost
+    connection, IntegrityError, …), as from session.execute(), so callers classify one kind."""
     if session.autoflush:  # what session.execute() would do first: pending ORM changes go before
         session.flush()
-    return session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+    connection = session.connection()
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        with cursor:
+            yield cursor
+    except Exception as exc:
+        import psycopg
+
+        if not isinstance(exc, psycopg.Error):
+            raise
+        raise DBAPIError.instance(
+            "(a fixed statement on the driver cursor)", None, exc, psycopg.Error, dialect=connection.dialect
+        ) from exc
 
 
 @functools.cache
@@ -154,23 +171,10 @@ def _bind_value(column: Column, row: dict[str, Any]) -> Any:
 
 
 def is_retryable(exc: BaseException) -> bool:
-    """A deadlock or serialization failure (retry the transaction), or SQLite's busy timeout; whether
-    SQLAlchemy wrapped the driver's error or a fixed statement on driver_cursor raised it bare."""
-    orig = exc.orig if isinstance(exc, DBAPIError) else exc
-    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if not isinstance(exc, DBAPIError):
+        return False
+    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
     if sqlstate in RETRYABLE_SQLSTATES:
         return True
     # SQLite reports a busy database when the busy timeout ran out.
-    return isinstance(exc, DBAPIError) and "database is locked" in str(exc.orig)
-
-
-def is_driver_failure(exc: BaseException) -> bool:
-    """The driver's own OperationalError / InterfaceError raised bare by a statement on driver_cursor
-    (a connection lost, a deadlock, a cancelled query): the database's trouble, never a row's."""
-    if isinstance(exc, DBAPIError):
-        return False
-    try:
-        import psycopg
-    except ImportError:  # pragma: no cover - psycopg is a dependency; without it nothing runs bare
-        return False
-    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+    return "database is locked" in str(exc.orig)

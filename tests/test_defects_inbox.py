@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 
-import psycopg
 import pytest
 from sqlalchemy import insert, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from lifecycle.extensions import db
 from lifecycle.inbox import service as inbox
 from lifecycle.inbox.models import InboxEvent
 from lifecycle.shipments.models import Shipment, Transition
+from lifecycle.sqlutil import driver_cursor, is_retryable
 from simulators.seventeentrack import pushes
 from tests.helpers import at, count, delivered, in_transit, post_push, shipment
 
@@ -209,16 +209,19 @@ def test_a_database_outage_marks_nothing_failed(app, client, monkeypatch):
         assert count(InboxEvent, InboxEvent.status == "pending") == 2
 
 
-def test_a_deadlock_raised_bare_by_the_driver_retries_the_batch_and_fails_no_row(app, client, monkeypatch):
-    """The drain's fixed statements run on the psycopg cursor itself, whose errors SQLAlchemy never
-    wraps: a deadlock there (two workers adopting the same new numbers) is the database's trouble,
-    so the batch is retried, never blamed on a row (four workers once left 4 of 20,000 failed)."""
+def test_a_deadlock_in_a_driver_cursor_statement_retries_the_batch_and_fails_no_row(app, client, monkeypatch):
+    """The drain's fixed statements run on the psycopg cursor itself (sqlutil.driver_cursor): a
+    deadlock there (two workers adopting the same new numbers) is the database's trouble, so the
+    batch is retried, never blamed on a row (four workers once left 4 of 20,000 rows failed)."""
+    if app.config["SETTINGS"].is_sqlite:
+        pytest.skip("driver_cursor statements run on PostgreSQL only")
     real, calls = inbox.apply_bodies, []
 
     def deadlock_first(session, adapter, bodies, **kwargs):  # type: ignore[no-untyped-def]
         calls.append(len(bodies))
-        if len(calls) <= 2:  # the batch, then (before the fix) the first row alone
-            raise psycopg.errors.DeadlockDetected("deadlock detected")
+        if len(calls) <= 2:  # the batch, then (were it blamed on rows) the first row alone
+            with driver_cursor(session) as cursor:
+                cursor.execute(DEADLOCK)
         return real(session, adapter, bodies, **kwargs)
 
     monkeypatch.setattr(inbox, "apply_bodies", deadlock_first)
@@ -230,9 +233,20 @@ def test_a_deadlock_raised_bare_by_the_driver_retries_the_batch_and_fails_no_row
     assert calls[:3] == [3, 3, 3]  # the whole batch again each time, not row by row
 
 
-def test_bare_driver_failures_are_the_databases_not_the_rows():
-    assert inbox.not_the_rows_fault(psycopg.errors.DeadlockDetected("deadlock detected"))
-    assert inbox.not_the_rows_fault(psycopg.OperationalError("server closed the connection"))
-    assert inbox.not_the_rows_fault(psycopg.InterfaceError("the connection is closed"))
-    assert not inbox.not_the_rows_fault(psycopg.errors.NotNullViolation("null value in column"))
-    assert not inbox.not_the_rows_fault(KeyError("something nobody anticipated"))
+DEADLOCK = "DO $$ BEGIN RAISE EXCEPTION 'deadlock detected' USING ERRCODE = '40P01'; END $$"
+NOT_NULL = "DO $$ BEGIN RAISE EXCEPTION 'null value' USING ERRCODE = '23502'; END $$"
+
+
+def test_driver_cursor_errors_come_out_as_sqlalchemys(app):
+    if app.config["SETTINGS"].is_sqlite:
+        pytest.skip("driver_cursor statements run on PostgreSQL only")
+    raised = {}
+    for name, statement in (("deadlock", DEADLOCK), ("not null", NOT_NULL)):
+        with app.app_context(), db.new_session() as session, session.begin():
+            with pytest.raises(DBAPIError) as caught, driver_cursor(session) as cursor:
+                cursor.execute(statement)
+            raised[name] = caught.value
+            session.rollback()
+    assert is_retryable(raised["deadlock"]) and inbox.not_the_rows_fault(raised["deadlock"])
+    assert isinstance(raised["not null"], IntegrityError)
+    assert not inbox.not_the_rows_fault(raised["not null"])

@@ -21,7 +21,7 @@ from lifecycle.providers import registry
 from lifecycle.providers.base import BodyError, ParsedBody, Provider
 from lifecycle.providers.validation import readable, readable_message
 from lifecycle.shipments.apply import BatchEffects, apply_bodies
-from lifecycle.sqlutil import driver_cursor, is_driver_failure, is_psycopg, is_retryable
+from lifecycle.sqlutil import driver_cursor, is_psycopg, is_retryable
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ def _mark_failed_alone(session_factory: Callable[[], Session], row_id: int, exc:
 
 def not_the_rows_fault(exc: BaseException) -> bool:
     """A deadlock, a database down or unreachable, a schema behind the code: retry later, mark nothing."""
-    infrastructure = isinstance(exc, (OperationalError, InterfaceError)) or is_driver_failure(exc)
+    infrastructure = isinstance(exc, (OperationalError, InterfaceError))
     return infrastructure or is_retryable(exc) or bool(getattr(exc, "connection_invalidated", False))
 
 
