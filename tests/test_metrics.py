@@ -132,6 +132,22 @@ def test_throttling_retries_and_give_ups_are_counted_under_provider_faults(setti
     db.engine.dispose()  # type: ignore[union-attr]
 
 
+def _backdate_deliveries(app, *ages_seconds: float) -> None:  # type: ignore[no-untyped-def]
+    """Set each delivery's created_at (in id order) to that many seconds before now."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from lifecycle.db import utcnow
+    from lifecycle.outbound.models import Delivery
+
+    ids, now = [d.id for d in deliveries(app)], utcnow()
+    with app.app_context(), db.new_session() as session, session.begin():
+        for delivery_id, age in zip(ids, ages_seconds, strict=True):
+            created = now - timedelta(seconds=age)
+            session.execute(update(Delivery).where(Delivery.id == delivery_id).values(created_at=created))
+
+
 def test_outbound_deliveries_pending_age_and_disabled_endpoints_are_exported(settings_factory):
     from lifecycle import create_app
     from lifecycle.outbound import endpoints
@@ -146,9 +162,11 @@ def test_outbound_deliveries_pending_age_and_disabled_endpoints_are_exported(set
         post_push(client, in_transit("OB1", 10))
         post_push(client, delivered("OB2", 30))
         drain(app)
+        # Created 300 s and 100 s ago (the endpoint is enabled): the gauge is the older one's age.
+        _backdate_deliveries(app, 300, 100)
         waiting = scrape(client)
         assert value(waiting, "lifecycle_outbound_pending") == 2
-        assert value(waiting, "lifecycle_outbound_oldest_pending_age_seconds") >= 0
+        assert 300 <= value(waiting, "lifecycle_outbound_oldest_pending_age_seconds") < 900
         receiver.refuse = b'"number":"OB1"'  # OB1 fails twice and is given up; OB2 goes through
         wait_for(lambda: send(app) and all(d.status != "pending" for d in deliveries(app)), timeout=30,
                  interval=0.05)  # fmt: skip
