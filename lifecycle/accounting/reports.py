@@ -21,7 +21,8 @@ from lifecycle.operations.models import ServiceState
 DAYS_PER_MONTH = Decimal(365) / 12
 
 
-def _money(amount: Decimal | None) -> str | None:
+def money_text(amount: Decimal | None) -> str | None:
+    """An exact amount as people write it (0E-10 is 0, 1.5000000000 is 1.5); None stays None."""
     return None if amount is None else format(amount.normalize(), "f")
 
 
@@ -96,7 +97,7 @@ def _unit_report(session: Session, account: Account, when: datetime, month: str,
         "plan": plan.name if plan else None,
         "used": _units(month_row),
         "remaining": sum(b["remaining"] for b in buckets if b["remaining"] is not None),
-        "amount": _money(month_row.amount) if month_row else "0",
+        "amount": money_text(month_row.amount) if month_row else "0",
         "unpriced_units": month_row.unpriced_units if month_row else 0,
         "buckets": buckets,
     }
@@ -120,9 +121,9 @@ def _bucket_report(session: Session, account: Account, bucket: Any, unit: str) -
         "limit": bucket.limit if limited else None,
         "used": used,
         "remaining": max(0, bucket.limit - used) if limited else None,
-        "amount": _money(row.amount) if row else "0",
+        "amount": money_text(row.amount) if row else "0",
         "unpriced_units": row.unpriced_units if row else 0,
-        "unit_price": "unknown" if bucket.unit_price is None else _money(bucket.unit_price),
+        "unit_price": "unknown" if bucket.unit_price is None else money_text(bucket.unit_price),
     }
 
 
@@ -134,7 +135,7 @@ def _plan_json(account: Account, when: datetime) -> dict[str, Any] | None:
     return {
         "name": plan.name,
         "included_units": plan.included_units,
-        "price": _money(plan.price) if plan.price is not None else "unknown",
+        "price": money_text(plan.price) if plan.price is not None else "unknown",
         "period_start": start.isoformat(),
         "period_end": (periods.plan_period_end(start, plan.period) - timedelta(days=1)).isoformat(),
     }
@@ -171,7 +172,7 @@ def _cost(session: Session, account: Account, when: datetime, per_unit: dict[str
     unpriced = sum(r.unpriced_units for r in period_rows)
     return {
         "month": per_unit[account.rules.unit]["amount"],
-        "plan_period": _money(sum((r.amount for r in period_rows), Decimal(0))),
+        "plan_period": money_text(sum((r.amount for r in period_rows), Decimal(0))),
         "unpriced_units": unpriced,
         "note": f"{unpriced} unit(s) at an unknown price are not in these sums" if unpriced else None,
         "month_total": _month_total(account, per_unit),
@@ -198,11 +199,11 @@ def _month_total(account: Account, per_unit: dict[str, Any]) -> dict[str, Any]:
         by_unit[unit] = "unknown" if report["unpriced_units"] else report["amount"]
         complete = complete and not report["unpriced_units"]
     return {
-        "fee": _money(sum(fees, Decimal(0))) if None not in fees else "unknown",  # type: ignore[arg-type]
+        "fee": money_text(sum(fees, Decimal(0))) if None not in fees else "unknown",  # type: ignore[arg-type]
         "fee_plans": [plan.name for plan in monthly_plans],
         "by_unit": by_unit,
-        "total": _money(known) if complete else "unknown",
-        "known_part": _money(known),
+        "total": money_text(known) if complete else "unknown",
+        "known_part": money_text(known),
     }
 
 
@@ -236,7 +237,7 @@ def _drivers(session: Session, account: Account, month: str) -> list[dict[str, A
         .limit(5)
     )
     return [
-        {"rule": r.key, "units": r.units, "events": r.entries, "amount": _money(r.amount)}
+        {"rule": r.key, "units": r.units, "events": r.entries, "amount": money_text(r.amount)}
         for r in session.scalars(stmt)
     ]
 

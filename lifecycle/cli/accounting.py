@@ -182,8 +182,6 @@ def replay(as_json: bool, rule_set: str | None) -> None:
         with reported("replay", "rows", enabled=on_terminal(as_json)) as progress:
             rebuilt = rebuild(live, accounts, rule_set, window["purged_through_id"], progress=progress)
         report = {**rebuilt, "window": window}
-        for side in ("live", "replay"):
-            report[side]["money"] = plain_money(report[side]["money"])
     except RulesError as exc:
         raise click.BadParameter(str(exc), param_hint="--rules") from None
     finally:
@@ -193,13 +191,6 @@ def replay(as_json: bool, rule_set: str | None) -> None:
         return
     for line in replay_lines(report):
         click.echo(line)
-
-
-def plain_money(amount: str) -> str:
-    """A sum of the ledger's 10-decimal amounts as people write it: 0E-10 is 0, 1.5000000000 is 1.5."""
-    from decimal import Decimal
-
-    return format(Decimal(amount).normalize(), "f")
 
 
 def replay_lines(report: dict) -> list[str]:

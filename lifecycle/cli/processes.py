@@ -41,7 +41,7 @@ def _database_ready(upgrade_embedded: bool) -> None:
     would fail on every request or write into columns that are gone."""
     from config.settings import get_settings
     from lifecycle import migrate
-    from lifecycle.cli.errors import EXIT_EXPECTED_FAILURE
+    from lifecycle.cli.errors import ExpectedFailure
 
     settings = get_settings()
     settings.var_dir.mkdir(parents=True, exist_ok=True)
@@ -53,8 +53,7 @@ def _database_ready(upgrade_embedded: bool) -> None:
         return
     problem = migrate.schema_problem(settings.database_url)
     if problem:
-        click.echo(f"error: {problem}; not starting", err=True)
-        raise SystemExit(EXIT_EXPECTED_FAILURE)
+        raise ExpectedFailure(f"{problem}; not starting")
 
 
 def _metrics_folder(role: str) -> None:

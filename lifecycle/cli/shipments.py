@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
 
 import click
 
 from lifecycle.cli.context import app, emit, nudge, read_session, transaction
-
-if TYPE_CHECKING:
-    pass
 
 # The operations task name, as in lifecycle.runtime (not imported here: it loads the whole service).
 FLUSH_OPERATIONS = "lifecycle.operations.flush"

@@ -22,6 +22,7 @@ from lifecycle import migrate
 from lifecycle.accounting import ledger
 from lifecycle.accounting.ledger import Account
 from lifecycle.accounting.models import LedgerEntry
+from lifecycle.accounting.reports import money_text
 from lifecycle.accounting.rules import BillableEvent, RulesError
 from lifecycle.db import make_engine
 from lifecycle.inbox import service as inbox
@@ -148,7 +149,7 @@ def _summary(entries: dict[str, tuple[str, str, int, Decimal | None]]) -> dict[s
         "units": sum(by_bucket.values()),
         "by_bucket": by_bucket,
         "by_rule": by_rule,
-        "money": str(money),
+        "money": money_text(money),
         "entries": len(entries),
     }
 
