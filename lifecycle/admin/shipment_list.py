@@ -10,9 +10,10 @@ import base64
 import csv
 import io
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -21,14 +22,22 @@ from sqlalchemy.orm import Session
 
 from lifecycle.db import utcnow
 from lifecycle.providers import numbers
+from lifecycle.providers.validation import storable
 from lifecycle.shipments.models import Shipment
 from lifecycle.shipments.queries import shipment_json
+from lifecycle.web.api_input import MAX_STALE_DAYS
 
 SORTS = {"recent": Shipment.id, "last_event": Shipment.last_event_at, "registered": Shipment.registered_at}
 PAGE_SIZE = 50
 CSV_COLUMNS = ("provider", "number", "carrier", "status", "sub_status", "tracking", "last_event_at",
                "last_event", "registered_at", "stopped_at", "tag", "cost_units", "cost_money",
                "cost_currency", "error_code", "last_error")  # fmt: skip
+
+
+# Midnight in any zone on these days is still a datetime in UTC, and so is the day after the last.
+FIRST_DAY, LAST_DAY = date.min + timedelta(days=1), date.max - timedelta(days=1)
+# A cursor this page wrote is well under 100 characters; ids are BIGINT.
+MAX_CURSOR_CHARS, MAX_ROW_ID = 200, 2**63 - 1
 
 
 class BadFilter(ValueError):
@@ -50,22 +59,18 @@ class Filters:
 
     @classmethod
     def from_args(cls, args: Any) -> Filters:
-        try:
-            stale = args.get("stale_days", "").strip()
-            return cls(
-                provider=args.get("provider", "").strip(),
-                status=args.get("status", "").strip(),
-                tracking=args.get("tracking", "").strip(),
-                stale_days=int(stale) if stale else None,
-                has_error=args.get("has_error") in ("1", "on", "true"),
-                registered_from=_date(args.get("registered_from")),
-                registered_to=_date(args.get("registered_to")),
-                q=numbers.normalise_prefix(args.get("q", "")),
-                tag=args.get("tag", "").strip(),
-                sort=args.get("sort") if args.get("sort") in SORTS else "recent",
-            )
-        except ValueError as exc:
-            raise BadFilter(f"a filter could not be read: {exc}") from exc
+        return cls(
+            provider=_text(args, "provider"),
+            status=_text(args, "status"),
+            tracking=_text(args, "tracking"),
+            stale_days=_stale_days(args.get("stale_days", "")),
+            has_error=args.get("has_error") in ("1", "on", "true"),
+            registered_from=_date(args, "registered_from"),
+            registered_to=_date(args, "registered_to"),
+            q=numbers.normalise_prefix(_text(args, "q")),
+            tag=_text(args, "tag"),
+            sort=args.get("sort") if args.get("sort") in SORTS else "recent",
+        )
 
     def query_args(self) -> dict[str, str]:
         """The filters as URL arguments (empty ones left out), for links and the export."""
@@ -87,8 +92,33 @@ class Page:
     prev_cursor: str | None = None
 
 
-def _date(value: str | None) -> date | None:
-    return date.fromisoformat(value.strip()) if value and value.strip() else None
+def _text(args: Any, name: str) -> str:
+    value = args.get(name, "").strip()
+    if storable(value) != value:  # PostgreSQL refuses NUL in a query parameter
+        raise BadFilter(f"{name} could not be read: it holds a NUL or invalid character")
+    return value
+
+
+def _stale_days(raw: str) -> int | None:
+    raw = raw.strip()
+    if not raw:
+        return None
+    if not re.fullmatch(r"[0-9]{1,6}", raw) or int(raw) > MAX_STALE_DAYS:
+        raise BadFilter(f"stale_days must be a whole number of days from 0 to {MAX_STALE_DAYS}")
+    return int(raw)
+
+
+def _date(args: Any, name: str) -> date | None:
+    raw = args.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        day = date.fromisoformat(raw)
+    except ValueError as exc:
+        raise BadFilter(f"{name} could not be read: {exc}") from exc
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise BadFilter(f"{name} must be a date from {FIRST_DAY} to {LAST_DAY}")
+    return day
 
 
 def filtered(filters: Filters, tz: ZoneInfo) -> Select[tuple[Shipment]]:
@@ -179,10 +209,21 @@ def _decode(cursor: str) -> tuple[Any, int] | None:
     if not cursor:
         return None
     try:
+        if len(cursor) > MAX_CURSOR_CHARS:  # also keeps json.loads clear of deep nesting
+            raise ValueError("too long")
         value, row_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return (datetime.fromisoformat(value) if isinstance(value, str) else None), int(row_id)
-    except (ValueError, TypeError) as exc:
+        if type(row_id) is not int or not 0 <= row_id <= MAX_ROW_ID:  # true/false are ints too
+            raise ValueError("not a row id")
+        return (_utc(value) if isinstance(value, str) else None), row_id
+    except (ValueError, TypeError, OverflowError) as exc:
         raise BadFilter("that page link is not valid any more; start from the first page") from exc
+
+
+def _utc(text: str) -> datetime:
+    when = datetime.fromisoformat(text)
+    if when.tzinfo is None:
+        raise ValueError("a time without a zone")
+    return when.astimezone(UTC)  # OverflowError at the calendar's edges
 
 
 def csv_lines(session: Session, filters: Filters, tz: ZoneInfo, chunk: int = 1000) -> Iterator[str]:
