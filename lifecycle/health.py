@@ -6,7 +6,7 @@ from celery import Celery
 from sqlalchemy import func, select
 
 from config.settings import Settings
-from lifecycle.cleanup.heartbeat import BEAT_MISSED_HEARTBEATS, ages
+from lifecycle.cleanup.heartbeat import ages
 from lifecycle.db import utcnow
 from lifecycle.extensions import db
 from lifecycle.inbox.models import FAILED, PENDING, InboxEvent
@@ -37,8 +37,6 @@ def inbox_gauges() -> dict[str, int]:
 
 
 def worker_gauges(settings: Settings) -> dict[str, object]:
-    """Heartbeat ages of workers and beat: "no worker has run for N minutes" when workers fall
-    silent, and a sentence for beat when it misses BEAT_MISSED_HEARTBEATS heartbeats."""
-    beat_stale_after = BEAT_MISSED_HEARTBEATS * settings.heartbeat_interval_seconds
+    """Heartbeat ages of workers and beat, with a sentence for each that has fallen silent."""
     with db.new_session() as session:
-        return ages(session, utcnow(), settings.worker_stale_after_seconds, beat_stale_after)
+        return ages(session, utcnow(), settings)

@@ -156,7 +156,9 @@ def test_alert_thresholds_for_quota_jobs_and_beat():
     settings = get_settings().model_copy(update={"heartbeat_interval_seconds": 30.0})
     report = {
         "heartbeats": {"workers": {"alive": 1, "problem": None},
-                       "worker_heartbeat_age_seconds": 5.0, "beat_heartbeat_age_seconds": 91.0},
+                       "worker_heartbeat_age_seconds": 5.0, "beat_heartbeat_age_seconds": 91.0,
+                       # as cleanup.heartbeat.ages says past 3 missed heartbeats (tested there)
+                       "beat": {"problem": "beat has sent nothing for 91 seconds: …"}},
         "inbox": {"pending": 0, "failed": 0, "oldest_pending_age_seconds": None},
         "paused": [],
         "quota": [

@@ -12,7 +12,7 @@ import os
 import socket
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery.signals import beat_embedded_init, beat_init, before_task_publish
 from sqlalchemy import func, select, update
@@ -22,6 +22,9 @@ from lifecycle.cleanup.models import Heartbeat
 from lifecycle.cleanup.schedule import HEARTBEAT_TASK
 from lifecycle.db import utcnow
 from lifecycle.sqlutil import insert_ignoring_conflicts
+
+if TYPE_CHECKING:
+    from config.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +48,11 @@ def record(session_factory: Callable[[], Session], kind: str, name: str) -> None
 BEAT_MISSED_HEARTBEATS = 3
 
 
-def ages(
-    session: Session, now: datetime, stale_after: float, beat_stale_after: float | None = None
-) -> dict[str, Any]:
-    """Seconds since the newest worker and beat heartbeats, and a sentence when workers are silent
-    (and, given `beat_stale_after`, when beat is: then nothing schedules the jobs or the sweeper)."""
+def ages(session: Session, now: datetime, settings: Settings) -> dict[str, Any]:
+    """Seconds since the newest worker and beat heartbeats, and a sentence each when workers are
+    silent past WORKER_STALE_AFTER_SECONDS or beat misses BEAT_MISSED_HEARTBEATS heartbeats (then
+    nothing schedules the jobs or the sweeper). What /healthz, `status` and `cleanup --list` show."""
+    stale_after = settings.worker_stale_after_seconds
     newest = select(Heartbeat.kind, func.max(Heartbeat.beat_at)).group_by(Heartbeat.kind)
     latest = dict(session.execute(newest).all())
     recent = now - timedelta(seconds=stale_after)
@@ -61,14 +64,13 @@ def ages(
         problem = "no worker has run yet"
     elif worker_age > stale_after:
         problem = f"no worker has run for {int(worker_age // 60)} minutes"
-    report: dict[str, Any] = {
+    beat_stale_after = BEAT_MISSED_HEARTBEATS * settings.heartbeat_interval_seconds
+    return {
         "worker_heartbeat_age_seconds": worker_age,
         "beat_heartbeat_age_seconds": beat_age,
         "workers": {"alive": alive or 0, "problem": problem},
+        "beat": {"problem": _beat_problem(beat_age, beat_stale_after)},
     }
-    if beat_stale_after is not None:
-        report["beat"] = {"problem": _beat_problem(beat_age, beat_stale_after)}
-    return report
 
 
 def _beat_problem(age: float | None, stale_after: float) -> str | None:

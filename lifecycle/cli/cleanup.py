@@ -167,12 +167,10 @@ HEARTBEAT_DOES = "beat sends a tiny task; beat and the worker that runs it recor
 
 def _heartbeats(session: Any, settings: Any) -> dict[str, Any]:
     """The heartbeat's interval and the newest worker and beat heartbeat ages (as /healthz)."""
-    from lifecycle.cleanup.heartbeat import BEAT_MISSED_HEARTBEATS, ages
+    from lifecycle.cleanup.heartbeat import ages
     from lifecycle.db import utcnow
 
-    interval = settings.heartbeat_interval_seconds
-    found = ages(session, utcnow(), settings.worker_stale_after_seconds, BEAT_MISSED_HEARTBEATS * interval)
-    return {"every_seconds": interval, **found}
+    return {"every_seconds": settings.heartbeat_interval_seconds, **ages(session, utcnow(), settings)}
 
 
 def _heartbeat_line(beats: dict[str, Any]) -> str:

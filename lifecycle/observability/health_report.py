@@ -20,8 +20,6 @@ INBOX_LAG_ALERT_SECONDS = 60.0
 # An outbound delivery is normally sent within seconds; one still pending after an hour has
 # failed for that long (the receiver is down or refusing) or nobody is sending.
 OUTBOUND_LAG_ALERT_SECONDS = 3600.0
-# Beat records its heartbeat every HEARTBEAT_INTERVAL_SECONDS; three missed ones is an outage.
-BEAT_MISSED_HEARTBEATS = 3
 # A plan bucket with this share or less left alerts (registrations stop at 0 without overage).
 QUOTA_LOW_FRACTION = 0.05
 # A job whose last success is older than this many intervals is overdue.
@@ -53,7 +51,7 @@ def alerts(report: dict[str, Any], settings: Settings) -> list[str]:
     if beats["workers"]["problem"]:
         found.append(f"workers: {beats['workers']['problem']}")
     beat_age = beats["beat_heartbeat_age_seconds"]
-    if beat_age is None or beat_age > BEAT_MISSED_HEARTBEATS * settings.heartbeat_interval_seconds:
+    if beats["beat"]["problem"]:
         found.append("beat: " + ("no heartbeat yet" if beat_age is None else f"silent for {int(beat_age)} s"))
     lag = report["inbox"]["oldest_pending_age_seconds"]
     if lag is not None and lag > INBOX_LAG_ALERT_SECONDS:

@@ -157,7 +157,7 @@ def jobs(session: Session, settings: Settings, now: datetime) -> list[dict[str, 
 
 
 def heartbeats(session: Session, settings: Settings, now: datetime) -> dict[str, Any]:
-    return ages(session, now, settings.worker_stale_after_seconds)
+    return ages(session, now, settings)
 
 
 def open_alerts(session: Session) -> list[dict[str, Any]]:
