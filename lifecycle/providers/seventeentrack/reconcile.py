@@ -7,6 +7,7 @@ registered or were purged by 17TRACK (90 days after stopping); state mismatches 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -24,16 +25,35 @@ PROVIDER = "17track"
 _EXPECTED = {"tracking": "Tracking", "stopping": "Tracking", "stopped": "Stopped"}
 
 
+@dataclass
+class TrackListPage:
+    """One page of gettracklist: (number, carrier) → tracking_status, and where the list ends."""
+
+    numbers: dict[tuple[str, int], str]
+    page_total: int
+    data_total: int
+
+
+def tracklist_page(client: SeventeenTrackClient, page_no: int, order_by: str | None = None) -> TrackListPage:
+    body: dict[str, Any] = {"page_no": page_no} | ({"order_by": order_by} if order_by else {})
+    envelope = client.call_envelope("gettracklist", body)
+    items = (envelope.get("data") or {}).get("accepted") or []
+    page = envelope.get("page") or {}
+    return TrackListPage(
+        {(str(i["number"]), int(i.get("carrier") or 0)): str(i.get("tracking_status")) for i in items},
+        int(page.get("page_total") or 0),
+        int(page.get("data_total") or 0),
+    )
+
+
 def provider_list(client: SeventeenTrackClient, max_pages: int = 100_000) -> dict[tuple[str, int], str]:
     """Every (number, carrier) 17TRACK tracks for this account, with its tracking_status."""
     numbers: dict[tuple[str, int], str] = {}
     page_no = 1
     while page_no <= max_pages:
-        envelope = client.call_envelope("gettracklist", {"page_no": page_no})
-        for item in (envelope.get("data") or {}).get("accepted") or []:
-            numbers[(str(item["number"]), int(item.get("carrier") or 0))] = str(item.get("tracking_status"))
-        page_total = (envelope.get("page") or {}).get("page_total") or 0
-        if page_no >= page_total:
+        page = tracklist_page(client, page_no)
+        numbers |= page.numbers
+        if page_no >= page.page_total:
             break
         page_no += 1
     return numbers

@@ -29,6 +29,7 @@ from lifecycle.cleanup.runs import (
 )
 from lifecycle.providers.seventeentrack import drift
 from lifecycle.providers.seventeentrack.reconcile import _EXPECTED as EXPECTED_AT_17TRACK
+from lifecycle.providers.seventeentrack.reconcile import tracklist_page
 from lifecycle.shipments.models import Shipment
 
 JOB = "reconcile"
@@ -60,15 +61,11 @@ def _compare_lists(context: JobContext) -> None:
     client = context.get("client17")
     seen: set[tuple[str, int]] = set()
     while True:
-        body = {"page_no": state["next_page"], "order_by": LIST_ORDER}
-        envelope = client.call_envelope("gettracklist", body)
-        page = envelope.get("page") or {}
-        state["page_total"] = int(page.get("page_total") or 0)
-        _match_page(context, state, (envelope.get("data") or {}).get("accepted") or [], seen)
+        page = tracklist_page(client, state["next_page"], LIST_ORDER)
+        state["page_total"] = page.page_total
+        _match_page(context, state, page.numbers, seen)
         if context.progress is not None:
-            context.progress(
-                state["provider_count"], max(state["provider_count"], page.get("data_total") or 0)
-            )
+            context.progress(state["provider_count"], max(state["provider_count"], page.data_total))
         if state["next_page"] >= state["page_total"]:
             break
         state["next_page"] += 1
@@ -99,9 +96,10 @@ def _resume_pass(context: JobContext) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _match_page(context: JobContext, state: dict[str, Any], items: list[Any], seen: set[Any]) -> None:
+def _match_page(
+    context: JobContext, state: dict[str, Any], theirs: dict[tuple[str, int], str], seen: set[Any]
+) -> None:
     """One page of their list against our rows for the same numbers (one query)."""
-    theirs = {(str(i["number"]), int(i.get("carrier") or 0)): str(i.get("tracking_status")) for i in items}
     seen.update(theirs)
     state["provider_count"] += len(theirs)
     numbers = sorted({number for number, _carrier in theirs})
