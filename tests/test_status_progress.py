@@ -219,3 +219,20 @@ def test_simulate_refuses_a_taken_port_in_a_plain_sentence():
         "The demo starts a service of its own and never shares a port: leave out --port to let it "
         f"pick a free one, or choose another with --port {port + 1}."
     )
+
+
+def test_reported_starts_a_new_bar_for_each_pass(monkeypatch):
+    # A cleanup job over several rules reports (done, total) per pass: each pass gets its own bar,
+    # so the second pass does not show as 2/7 of the first one's total.
+    from lifecycle.observability.progress import reported
+
+    terminal = FakeTerminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    with reported("cleanup mirror", "rows", enabled=True) as rows:
+        for done in (3, 7):
+            rows(done, 7)
+        for done in (2, 4):
+            rows(done, 4)
+    shown = terminal.getvalue()
+    assert "7/7" in shown and "4/4" in shown
+    assert "2/7" not in shown and "4/7" not in shown

@@ -25,12 +25,13 @@ def cleanup(job: str | None, list_jobs: bool, dry_run: bool, as_json: bool) -> N
     if list_jobs:
         _list(as_json)
         return
-    from lifecycle.observability.progress import on_terminal
+    from lifecycle.observability.progress import on_terminal, reported
 
     failures: dict[str, str] = {}
     if job:
-        with app().app_context(), RowBars(f"cleanup {job}", on_terminal(as_json)) as rows:
-            results = {job: _run(job, dry_run, rows if rows.enabled else None)}
+        bar = on_terminal(as_json)
+        with app().app_context(), reported(f"cleanup {job}", "rows", bar) as rows:
+            results = {job: _run(job, dry_run, rows if bar else None)}
     else:
         results, failures = _run_all(dry_run, on_terminal(as_json))
     if as_json:
@@ -74,37 +75,6 @@ def _print(results: dict[str, Any], failures: dict[str, str], dry_run: bool) -> 
         click.echo(f"{name}{' (dry run: nothing changed)' if dry_run else ''}")
         for line in _count_lines(counts):
             click.echo(f"  {line}")
-
-
-class RowBars:
-    """A bar of rows for each pass a job makes over its rows (`safety-net` makes one, `mirror-17track`
-    one per rule), fed by the job after every batch; nothing unless `enabled` (a terminal)."""
-
-    def __init__(self, label: str, enabled: bool) -> None:
-        self.label, self.enabled = label, enabled
-        self._bar: Any = None
-        self._done = self._total = 0
-
-    def __call__(self, done: int, total: int) -> None:
-        from lifecycle.observability.progress import Progress
-
-        if self._bar is None or done < self._done or total != self._total:
-            self.close()  # a new pass
-            self._bar = Progress(self.label, total, "rows", self.enabled).__enter__()
-            self._total = total
-        self._done = done
-        self._bar.update_to(done)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(None, None, None)
-            self._bar = None
-
-    def __enter__(self) -> RowBars:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
 
 
 def _count_lines(counts: dict[str, Any]) -> list[str]:

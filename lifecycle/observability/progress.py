@@ -89,13 +89,20 @@ def counted_lines(handle: Any, bar: Progress) -> Any:
 
 @contextmanager
 def reported(label: str, unit: str, enabled: bool) -> Iterator[Callable[[int, int], None]]:
-    """A `(done, total)` callback for work that learns its total on the way (the bar opens then)."""
+    """A `(done, total)` callback for work that learns its total on the way (the bar opens then).
+    Done going back or a new total starts a new bar: work that makes several passes (a cleanup
+    job over each of its rules) shows one bar per pass."""
     bar: Progress | None = None
+    last = (0, 0)
 
     def report(done: int, total: int) -> None:
-        nonlocal bar
+        nonlocal bar, last
+        if bar is not None and (done < last[0] or total != last[1]):
+            bar.__exit__(None, None, None)
+            bar = None
         if bar is None:
             bar = Progress(label, total, unit, enabled).__enter__()
+        last = (done, total)
         bar.update_to(done)
 
     try:
