@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -227,3 +229,16 @@ def test_one_job_shows_a_bar_of_rows_on_a_terminal_and_none_with_json(embedded):
     assert "would_stopped: 1200" in out
     out, err = on_a_terminal(["cleanup", "safety-net", "--dry-run", "--json"], embedded)
     assert "%" not in err and json.loads(out)["would_stopped"] == 1200
+
+
+def test_cleanup_of_every_job_reports_a_failing_one_and_runs_the_rest_as_a_user_runs_it(embedded):
+    # 17TRACK unreachable: the reconcile job fails, the six others still run, the command exits 1.
+    env = embedded | {"SEVENTEENTRACK_API_URL": "http://127.0.0.1:9"}
+    command = [sys.executable, "manage.py", "cleanup"]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr
+    assert "reconcile: FAILED ProviderError: gettracklist: ConnectionError" in result.stdout
+    ran = [line for line in result.stdout.splitlines() if line and not line.startswith((" ", "reconcile"))]
+    assert ran == [job.name for job in JOBS if job.name != "reconcile"]
+    assert result.stderr.strip().endswith(f"error: 1 of {len(JOBS)} jobs failed: reconcile")
+    assert "Traceback" not in result.stderr
