@@ -18,8 +18,29 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 VAR_DIR = PROJECT_ROOT / "var"
-# The admin console's shortest password (lifecycle.admin.accounts), checked here for ADMIN_PASSWORD.
+# The admin console's account rules: one check (below) for ADMIN_EMAIL / ADMIN_PASSWORD at start and
+# for every account lifecycle.admin.accounts creates, so a pair Settings accepts is always creatable.
 ADMIN_PASSWORD_MIN_LENGTH = 10
+ADMIN_EMAIL_MAX_LENGTH = 254  # the admin_users.email column
+
+
+def normalise_admin_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def checked_admin_account(
+    email: str, password: str, names: tuple[str, str] = ("the email", "the password")
+) -> str:
+    """The normalised email, or ValueError naming (by `names`) what is wrong with the pair."""
+    email_name, password_name = names
+    email = normalise_admin_email(email)
+    if "@" not in email:
+        raise ValueError(f"{email_name} {email!r} is not an email address")
+    if len(email) > ADMIN_EMAIL_MAX_LENGTH:
+        raise ValueError(f"{email_name} is {len(email)} characters long: at most {ADMIN_EMAIL_MAX_LENGTH}")
+    if len(password) < ADMIN_PASSWORD_MIN_LENGTH:
+        raise ValueError(f"{password_name} must have at least {ADMIN_PASSWORD_MIN_LENGTH} characters")
+    return email
 
 
 class Settings(BaseSettings):
@@ -153,14 +174,13 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _first_admin_complete(self) -> Settings:
-        """A half-set or too-short first admin stops the start with this message, not a sign-in later."""
+        """A half-set or wrong first admin stops the start with this message, not an error creating it."""
+        self.admin_email = self.admin_email.strip()  # blank is unset, so the admin is made only when set
         password = self.admin_password.get_secret_value() if self.admin_password else ""
-        if bool(self.admin_email.strip()) != bool(password):
+        if bool(self.admin_email) != bool(password):
             raise ValueError("ADMIN_EMAIL and ADMIN_PASSWORD go together: set both (first admin) or neither")
-        if self.admin_email and "@" not in self.admin_email:
-            raise ValueError(f"ADMIN_EMAIL {self.admin_email.strip()!r} is not an email address")
-        if password and len(password) < ADMIN_PASSWORD_MIN_LENGTH:
-            raise ValueError(f"ADMIN_PASSWORD must have at least {ADMIN_PASSWORD_MIN_LENGTH} characters")
+        if self.admin_email:
+            checked_admin_account(self.admin_email, password, names=("ADMIN_EMAIL", "ADMIN_PASSWORD"))
         return self
 
     @property

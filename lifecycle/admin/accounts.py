@@ -11,13 +11,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from config.settings import ADMIN_PASSWORD_MIN_LENGTH
+from config.settings import ADMIN_EMAIL_MAX_LENGTH, checked_admin_account, normalise_admin_email
 from lifecycle.admin.models import AdminUser, SignInThrottle
 from lifecycle.db import utcnow
 from lifecycle.sqlutil import insert_ignoring_conflicts
 
 log = logging.getLogger(__name__)
-MIN_PASSWORD_LENGTH = ADMIN_PASSWORD_MIN_LENGTH
 # Failures allowed before the throttle starts; then each failure doubles the wait, up to the cap.
 FREE_FAILURES = 3
 FIRST_LOCK_SECONDS = 5
@@ -37,10 +36,6 @@ class SignIn:
     retry_after: int = 0
 
 
-def normalise_email(email: str) -> str:
-    return email.strip().lower()
-
-
 def create_admin(session: Session, email: str, password: str) -> AdminUser:
     email = _checked(email, password)
     if find(session, email) is not None:
@@ -56,9 +51,8 @@ def ensure_first_admin(session: Session, email: str, password: str) -> bool:
 
     Run by every process at start: two starting at once both insert, and the unique email keeps one
     (ON CONFLICT DO NOTHING), so neither fails. An existing admin is left as it is, password included.
+    Settings checked the pair already, with the same rule as _checked.
     """
-    if not email or not password:
-        return False
     email = _checked(email, password)
     if find(session, email) is not None:
         return False  # the common case, without paying for a password hash
@@ -69,16 +63,14 @@ def ensure_first_admin(session: Session, email: str, password: str) -> bool:
 
 def _checked(email: str, password: str) -> str:
     """The normalised email, or AccountError saying what is wrong with the pair."""
-    email = normalise_email(email)
-    if "@" not in email or len(email) > 254:
-        raise AccountError(f"{email!r} is not an email address")
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise AccountError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
-    return email
+    try:
+        return checked_admin_account(email, password)
+    except ValueError as exc:
+        raise AccountError(str(exc)) from None
 
 
 def find(session: Session, email: str) -> AdminUser | None:
-    return session.scalars(select(AdminUser).where(AdminUser.email == normalise_email(email))).first()
+    return session.scalars(select(AdminUser).where(AdminUser.email == normalise_admin_email(email))).first()
 
 
 def load(session: Session, session_id: str) -> AdminUser | None:
@@ -95,7 +87,7 @@ def load(session: Session, session_id: str) -> AdminUser | None:
 def sign_in(session: Session, email: str, password: str, now: datetime | None = None) -> SignIn:
     """Check a password, refusing without checking while this email is locked after failures."""
     now = now or utcnow()
-    email = normalise_email(email)[:254]
+    email = normalise_admin_email(email)[:ADMIN_EMAIL_MAX_LENGTH]
     throttle = _throttle(session, email)
     if throttle.locked_until and throttle.locked_until > now:
         log.warning("admin sign-in refused for %s: locked after %d failures", email, throttle.failures)

@@ -209,11 +209,32 @@ def test_first_admin_waits_for_a_database_not_migrated_yet(tmp_path, caplog):
         ({"admin_email": "first@example.com"}, "ADMIN_EMAIL and ADMIN_PASSWORD go together"),
         ({"admin_password": "a long enough password"}, "ADMIN_EMAIL and ADMIN_PASSWORD go together"),
         ({"admin_email": "first", "admin_password": "a long enough password"}, "is not an email address"),
+        ({"admin_email": "a@" + "b" * 298, "admin_password": "a long enough password"},
+         "ADMIN_EMAIL is 300 characters long: at most 254"),
     ],
-)
+)  # fmt: skip
 def test_a_wrong_first_admin_stops_the_start_with_a_clear_error(values, message):
     with pytest.raises(ValidationError, match=message):
         Settings(_env_file=None, **values)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "email",
+    ["a@" + "b" * 252, "a@" + "b" * 253, " First@Example.com ", "first", "\u0130" * 127 + "@x.io"],
+)
+def test_settings_accept_exactly_the_first_admins_that_can_be_created(app, email):
+    # One rule for both: a first admin Settings accepts never fails later as an AccountError at start.
+    try:
+        Settings(_env_file=None, admin_email=email, admin_password=PASSWORD)  # type: ignore[call-arg]
+        accepted = True
+    except ValidationError:
+        accepted = False
+    with app.app_context(), db.new_session() as session, session.begin():
+        try:
+            created = accounts.ensure_first_admin(session, email, PASSWORD)
+        except accounts.AccountError:
+            created = False
+    assert accepted == created
 
 
 def test_a_short_admin_password_is_a_start_error_in_the_cli(monkeypatch):
