@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session, aliased
 
 from lifecycle.cleanup.runs import raise_alert
 from lifecycle.db import utcnow
-from lifecycle.metrics import count_deliveries
 from lifecycle.outbound.models import (
     DELIVERED,
     FAILED,
@@ -138,7 +137,6 @@ def settle(session: Session, results: list[tuple[Job, Outcome]], policy: RetryPo
         counts[_settle_one(session, delivery, outcome, policy, now)] += 1
     session.flush()
     counts["disabled"] = disable_failing(session, policy, now)
-    count_deliveries(counts)
     return counts
 
 

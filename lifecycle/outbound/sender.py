@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import requests
 from sqlalchemy.orm import Session
 
+from lifecycle.metrics import count_deliveries
 from lifecycle.outbound import claims, signing
 from lifecycle.outbound.claims import Job, Outcome, RetryPolicy
 
@@ -51,6 +52,7 @@ def send_due(
             outcomes = list(pool.map(lambda job: post(job, options), jobs))
             with session_factory() as session, session.begin():
                 counts = claims.settle(session, list(zip(jobs, outcomes, strict=True)), options.policy)
+            count_deliveries(counts)  # once committed: a settle that rolled back counted nothing
             for key, value in counts.items():
                 report[key] += value
     report["more"] = 1
