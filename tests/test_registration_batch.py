@@ -129,3 +129,35 @@ def test_duplicates_across_chunk_boundaries_are_refused_like_those_within_one(ap
         (5, A, f"{HERE} (carrier 3011, pending)"),
         (7, B, f"{HERE} (carrier 21051, pending)"),
     ]
+
+
+def test_operations_follow_the_chunk_order_and_point_at_their_shipments(app):
+    seed(app)
+    queue(app, CHUNK)
+    with app.app_context(), db.new_session() as session:
+        rows = session.execute(
+            select(Operation.idempotency_key, Operation.payload, Operation.status, Shipment)
+            .join(Shipment, Shipment.id == Operation.shipment_id)
+            .order_by(Operation.id)
+        ).all()
+    # The chunk's operations come after the seeded ones, in the order the chunk asked for them.
+    chunk_keys = [key.removeprefix("17track:register:") for key, *_ in rows[5:]]
+    assert chunk_keys == [
+        f"{A}:21051:1", f"{B}:3011:2", f"{C}:0:2", f"{D}:190271:1", f"{D}:3011:3", f"{E}:21051:1",
+        f"{F}:0:1", f"{G}:3011:1",
+    ]  # fmt: skip
+    for key, payload, status, shipment in rows[5:]:  # each registers its shipment as it is now
+        assert (
+            key == f"17track:register:{shipment.number}:{shipment.carrier}:{shipment.registration_generation}"
+        )
+        assert payload == {"tag": shipment.tag, "lang": shipment.lang}
+        assert status == "pending"
+    new = next(shipment for key, *_, shipment in rows if shipment.number == G)
+    assert (new.provider, new.status, new.tracking, new.origin) == (
+        "17track",
+        "pending",
+        "pending",
+        "registered",
+    )
+    assert (new.tag, new.cost_units, new.subscriptions, new.retracked) == ("t", 0, 0, False)
+    assert new.created_at == new.updated_at is not None

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from config.settings import Settings
     from lifecycle.accounting.rules import BillableEvent
     from lifecycle.shipments.models import Shipment
-    from lifecycle.shipments.requests import Outcome, Registration
+    from lifecycle.shipments.requests import Outcome, Registration, RegistrationPlan
 
 # What a canonical event does to its shipment.
 UPDATE = "update"  # a tracking event: may move the status (invariant 3)
@@ -150,6 +150,12 @@ class Provider(Protocol):
         self, session: Session, requests: Sequence[Registration], settings: Settings | None
     ) -> list[Outcome]:
         """Queue registrations after local checks; one outcome per request, in order."""
+
+    def plan_registrations(
+        self, session: Session, requests: Sequence[Registration], settings: Settings | None
+    ) -> RegistrationPlan:
+        """What `register` would do, decided now and stored by the plan's `store(session)`, perhaps
+        in a later transaction (a CSV import decides its next chunk while one is being stored)."""
 
     def adopted(self, event: CanonicalEvent, now: datetime) -> dict[str, Any]:
         """Extra column values for a shipment first heard of through a webhook."""

@@ -32,8 +32,14 @@ def _adapter(name: str) -> Provider:
     return adapter
 
 
-def _all() -> list[Provider]:
-    return [_adapter(name) for name in NAMES]
+def _all() -> tuple[Provider, ...]:
+    global _every
+    if _every is None:  # built once: routing asks for every adapter once per number
+        _every = tuple(_adapter(name) for name in NAMES)
+    return _every
+
+
+_every: tuple[Provider, ...] | None = None
 
 
 def names() -> list[str]:

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from config.settings import Settings
 from lifecycle.providers import registry
-from lifecycle.shipments.requests import Outcome, Registration
+from lifecycle.shipments.requests import Outcome, Registration, RegistrationPlan
 
 # The columns' limits (shipments.carrier is a 32-bit integer, tag 128 and lang 16 characters).
 MAX_CARRIER = 2**31 - 1
@@ -37,6 +37,14 @@ def register(
     session: Session, requests: Sequence[Registration], settings: Settings | None = None
 ) -> list[Outcome]:
     """Queue registrations with the right provider; returns one outcome per request, in order."""
+    return plan(session, requests, settings).store(session)
+
+
+def plan(
+    session: Session, requests: Sequence[Registration], settings: Settings | None = None
+) -> RegistrationPlan:
+    """Check and route now, let each provider decide; the plan's `store(session)` writes it all and
+    returns one outcome per request, in order (see RegistrationPlan)."""
     outcomes: list[Outcome | None] = [None] * len(requests)
     by_provider: dict[str, list[int]] = {}
     for index, request in enumerate(requests):
@@ -45,14 +53,22 @@ def register(
             outcomes[index] = Outcome(request.number, False, problem)
             continue
         by_provider.setdefault(registry.route(request), []).append(index)
+    parts: list[tuple[list[int], RegistrationPlan]] = []
     for name, indexes in by_provider.items():
         chosen = [requests[i] for i in indexes]
         adapter = registry.find(name)
         if adapter is None:
             known = " or ".join(registry.names())
-            results = [Outcome(r.number, False, f"unknown provider {name!r} ({known})") for r in chosen]
+            for index, r in zip(indexes, chosen, strict=True):
+                outcomes[index] = Outcome(r.number, False, f"unknown provider {name!r} ({known})")
         else:
-            results = adapter.register(session, chosen, settings)
-        for index, outcome in zip(indexes, results, strict=True):
-            outcomes[index] = outcome
-    return [o for o in outcomes if o is not None]
+            parts.append((indexes, adapter.plan_registrations(session, chosen, settings)))
+
+    def store(session: Session) -> list[Outcome]:
+        stored = list(outcomes)
+        for indexes, part in parts:
+            for index, outcome in zip(indexes, part.store(session), strict=True):
+                stored[index] = outcome
+        return [o for o in stored if o is not None]
+
+    return RegistrationPlan(store)

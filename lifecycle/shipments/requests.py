@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 
 @dataclass(frozen=True)
@@ -28,3 +33,26 @@ class Outcome:
 
     def as_json(self) -> dict[str, object]:
         return {"number": self.number, "queued": self.ok, "message": self.message, "carrier": self.carrier}
+
+
+@dataclass(frozen=True)
+class RegistrationPlan:
+    """Registrations decided in one transaction and stored in a later one (or in the same).
+
+    `store(session)` writes what was decided and returns one outcome per request, in order. A CSV
+    import plans its next chunk while the previous one is being stored; an adapter that does not
+    decide ahead simply does all its work in `store` (`RegistrationPlan.deferred`)."""
+
+    store: Callable[[Session], list[Outcome]]
+
+    @classmethod
+    def decided(cls, outcomes: list[Outcome], save: Callable[[Session], None]) -> RegistrationPlan:
+        def store(session: Session) -> list[Outcome]:
+            save(session)
+            return outcomes
+
+        return cls(store)
+
+    @classmethod
+    def deferred(cls, register: Callable[[Session], list[Outcome]]) -> RegistrationPlan:
+        return cls(register)

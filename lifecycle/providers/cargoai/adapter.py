@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from lifecycle.providers.cargoai.client import CargoAiClient
     from lifecycle.providers.cargoai.sender import CargoAiSender
     from lifecycle.shipments.models import Shipment
-    from lifecycle.shipments.requests import Outcome, Registration
+    from lifecycle.shipments.requests import Outcome, Registration, RegistrationPlan
 
 
 def canonical(number: str, event: webhook.AwbEvent) -> CanonicalEvent:
@@ -82,6 +82,13 @@ class CargoAi:
             return [Outcome(r.number, False, subscriptions.NO_KEY) for r in requests]
         mode = settings.cargoai_mode if settings is not None else "push"
         return subscriptions.subscribe(session, requests, mode)
+
+    def plan_registrations(
+        self, session: Session, requests: Sequence[Registration], settings: Settings | None
+    ) -> RegistrationPlan:
+        from lifecycle.shipments.requests import RegistrationPlan
+
+        return RegistrationPlan.deferred(lambda session: self.register(session, requests, settings))
 
     def adopted(self, event: CanonicalEvent, now: datetime) -> dict[str, Any]:
         return {"tracking_mode": "push"}

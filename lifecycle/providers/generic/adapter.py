@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from config.settings import Settings
     from lifecycle.accounting.rules import BillableEvent
-    from lifecycle.shipments.requests import Registration
+    from lifecycle.shipments.requests import Registration, RegistrationPlan
 
 # A row in one of these states is being tracked here: registering its number again is refused.
 TRACKED = ("pending", "tracking", "stopping")
@@ -72,6 +72,13 @@ class Generic:
         self, session: Session, requests: Sequence[Registration], settings: Settings | None
     ) -> list[Outcome]:
         return [_register_one(session, request) for request in requests]
+
+    def plan_registrations(
+        self, session: Session, requests: Sequence[Registration], settings: Settings | None
+    ) -> RegistrationPlan:
+        from lifecycle.shipments.requests import RegistrationPlan
+
+        return RegistrationPlan.deferred(lambda session: self.register(session, requests, settings))
 
     def adopted(self, event: CanonicalEvent, now: datetime) -> dict[str, Any]:
         return {}

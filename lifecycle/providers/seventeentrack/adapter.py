@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from lifecycle.providers.seventeentrack.client import SeventeenTrackClient
     from lifecycle.providers.seventeentrack.sender import Sender
     from lifecycle.shipments.models import Shipment
-    from lifecycle.shipments.requests import Outcome, Registration
+    from lifecycle.shipments.requests import Outcome, Registration, RegistrationPlan
 
 # 17TRACK counts requests as they arrive; a slightly longer window absorbs network jitter (40 ms
 # either way) so that calls bunched in transit still never exceed the limit in any one second at
@@ -87,13 +87,19 @@ class SeventeenTrack:
     def register(
         self, session: Session, requests: Sequence[Registration], settings: Settings | None
     ) -> list[Outcome]:
+        return self.plan_registrations(session, requests, settings).store(session)
+
+    def plan_registrations(
+        self, session: Session, requests: Sequence[Registration], settings: Settings | None
+    ) -> RegistrationPlan:
+        from lifecycle.shipments.requests import Outcome, RegistrationPlan
+
         if settings is not None and not settings.seventeentrack_api_key.get_secret_value():
             # A queued registration could never be sent (17TRACK answers 401 on every retry):
             # refuse at once on every path (CLI, CSV, API), as AWBs are refused without a CargoAi key.
-            from lifecycle.shipments.requests import Outcome
-
-            return [Outcome(r.number, False, registration.NO_KEY) for r in requests]
-        return registration.register(session, requests)
+            refused = [Outcome(r.number, False, registration.NO_KEY) for r in requests]
+            return RegistrationPlan.decided(refused, lambda session: None)
+        return registration.plan(session, requests)
 
     def adopted(self, event: CanonicalEvent, now: datetime) -> dict[str, Any]:
         return {"tag": event.tag}

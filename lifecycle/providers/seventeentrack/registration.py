@@ -16,7 +16,7 @@ from lifecycle.providers.seventeentrack import registration_rows as rows
 from lifecycle.providers.seventeentrack.numbers import NUMBER_PATTERN, normalise
 from lifecycle.providers.seventeentrack.registration_rows import Known, Queued
 from lifecycle.shipments.models import UNKNOWN_CARRIER
-from lifecycle.shipments.requests import Outcome, Registration
+from lifecycle.shipments.requests import Outcome, Registration, RegistrationPlan
 
 PROVIDER = rows.PROVIDER
 # States in which the number may be registered (again): never sent, refused, or deleted.
@@ -42,6 +42,12 @@ def check_number(raw: str) -> str:
 
 def register(session: Session, requests: Sequence[Registration]) -> list[Outcome]:
     """One outcome per request, in order; the queued ones are stored with their operations."""
+    return plan(session, requests).store(session)
+
+
+def plan(session: Session, requests: Sequence[Registration]) -> RegistrationPlan:
+    """Decide now (one SELECT of the numbers' shipments), store later: the outcomes are final as
+    long as nothing else registers these numbers in between (the unique index refuses that)."""
     outcomes: list[Outcome | None] = [None] * len(requests)
     valid: dict[int, Registration] = {}
     for index, request in enumerate(requests):
@@ -50,9 +56,11 @@ def register(session: Session, requests: Sequence[Registration]) -> list[Outcome
         except ValueError as exc:
             outcomes[index] = Outcome(request.number, False, str(exc))
             continue
-        valid[index] = Registration(
-            number, request.carrier or None, request.lang or None, request.tag or None
-        )
+        cleaned = (number, request.carrier or None, request.lang or None, request.tag or None)
+        if cleaned == (request.number, request.carrier, request.lang, request.tag):
+            valid[index] = request  # already in its stored form (a CSV row usually is)
+        else:
+            valid[index] = Registration(*cleaned)
     existing = rows.existing(session, (r.number for r in valid.values()))
     queued: list[Queued] = []
     for index, request in valid.items():
@@ -60,8 +68,7 @@ def register(session: Session, requests: Sequence[Registration]) -> list[Outcome
         outcomes[index] = outcome
         if decided is not None:
             queued.append(decided)
-    rows.save(session, queued)
-    return [o for o in outcomes if o is not None]
+    return RegistrationPlan.decided([o for o in outcomes if o is not None], lambda s: rows.save(s, queued))
 
 
 def _decide(existing: dict[str, list[Known]], request: Registration) -> tuple[Outcome, Queued | None]:
@@ -69,8 +76,12 @@ def _decide(existing: dict[str, list[Known]], request: Registration) -> tuple[Ou
 
     `existing` is updated in place, so a duplicate later in the same batch is refused like one
     registered before it."""
-    known_rows = existing.setdefault(request.number, [])
     carrier = request.carrier or UNKNOWN_CARRIER
+    known_rows = existing.get(request.number)
+    if not known_rows:  # the common case, a number not seen here: a new shipment
+        known = Known(None, request.number, carrier, "pending", 1)
+        existing[request.number] = [known]
+        return _queued(request), Queued(known, request, again=False)
     live = [k for k in known_rows if k.tracking not in REGISTRABLE]
     clash = [k for k in live if not request.carrier or k.carrier in (carrier, UNKNOWN_CARRIER)]
     if clash:
@@ -87,5 +98,9 @@ def _decide(existing: dict[str, list[Known]], request: Registration) -> tuple[Ou
         known = Known(None, request.number, carrier, "pending", 1)
         known_rows.append(known)
         decided = Queued(known, request, again=False)
+    return _queued(request), decided
+
+
+def _queued(request: Registration) -> Outcome:
     note = "" if request.carrier else " (carrier auto-detected by 17TRACK)"
-    return Outcome(request.number, True, "queued for registration" + note, request.carrier), decided
+    return Outcome(request.number, True, "queued for registration" + note, request.carrier)
