@@ -11,6 +11,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, scoped_session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
+from lifecycle import sqlite_lock
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -68,6 +70,8 @@ def _configure_sqlite(engine: Engine, writes: bool) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
+        if writes:
+            sqlite_lock.lock_for_writing(connection.connection.dbapi_connection)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
 
 
@@ -76,7 +80,10 @@ def make_engine(url: str, *, writes: bool = True) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        connect_args: dict[str, Any] = {"timeout": 30, "check_same_thread": False}
+        if writes and path and path != ":memory:":
+            connect_args["factory"] = sqlite_lock.connection_factory(path)
+        engine = create_engine(url, connect_args=connect_args)
         _configure_sqlite(engine, writes)
         return engine
     return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
