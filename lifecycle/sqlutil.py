@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterator, Sequence
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -20,6 +22,7 @@ from sqlalchemy.orm import Session
 RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
 
 _PG_DIALECT = postgresql.psycopg.dialect()
+log = logging.getLogger(__name__)
 
 
 def insert_ignoring_conflicts(
@@ -181,31 +184,54 @@ def is_retryable(exc: BaseException) -> bool:
 
 
 class FreshStatistics:
-    """ANALYZE tables a bulk load is growing, whenever it has added more rows than the planner knows.
+    """ANALYZE the given tables whenever more of their rows changed since the last ANALYZE than the
+    planner thinks they hold (PostgreSQL's own count, `n_mod_since_analyze`, shared by every process).
 
-    PostgreSQL plans by its statistics, which autovacuum refreshes a minute or more after a table
-    changes. A load that doubles a table in between leaves the planner thinking it is small: the
-    import's lookup of a chunk's numbers then scanned every shipment of the provider, each chunk
-    slower than the last. Refreshing whenever the rows added pass the table's row estimate costs a
-    logarithmic number of ANALYZEs (each samples a fixed number of rows). Nothing on SQLite."""
+    The planner plans by statistics that autovacuum refreshes a minute or more after a table
+    changes. A burst that doubles a table in between (a CSV import, a backlog of pushes drained into
+    a young database) leaves the planner thinking the table is small, and it then picks plans that
+    scan every row: the import's lookup of a chunk's numbers, and the drain's lookup of a batch's
+    shipments, scanned the whole table once per chunk or batch. Refreshing whenever a table has
+    doubled costs a logarithmic number of ANALYZEs, each sampling a fixed number of rows, far fewer
+    than autovacuum itself runs later. Checked at most once per `interval` seconds per process; one
+    process at a time analyzes (the others skip); a failure is logged and ignored. Nothing on SQLite.
+    """
 
-    def __init__(self, tables: Sequence[str]) -> None:
+    FLOOR = 1000  # smaller tables are scanned fast whatever the plan
+
+    def __init__(self, tables: Sequence[str], interval: float = 1.0) -> None:
         self.tables = tuple(tables)
-        self.added = 0
+        self.interval = interval
+        self._checked_at = -interval
 
-    def rows_added(self, session: Session, rows: int) -> None:
-        """Call after each committed chunk, outside its transaction."""
-        if session.get_bind().dialect.name != "postgresql":
-            return
-        self.added += rows
-        estimates = session.execute(
-            text(
-                "SELECT relname, reltuples FROM pg_class WHERE relname IN :names AND relkind = 'r'"
-            ).bindparams(bindparam("names", expanding=True)),
-            {"names": list(self.tables)},
-        ).all()
-        if any(self.added > max(estimate, 0) for _, estimate in estimates):
-            for name, _ in estimates:  # ANALYZE, unlike VACUUM, may run inside a transaction
+    def refresh(self, session_factory: Callable[[], Session]) -> list[str]:
+        """Analyze what outgrew its statistics; returns the tables analyzed."""
+        now = time.monotonic()
+        if now - self._checked_at < self.interval:
+            return []
+        self._checked_at = now
+        try:
+            with session_factory() as session:
+                if session.get_bind().dialect.name != "postgresql":
+                    return []
+                return self._analyze_outgrown(session)
+        except DBAPIError as exc:  # only the plans suffer: never the work that asked
+            log.warning("could not refresh table statistics: %s", exc)
+            return []
+
+    def _analyze_outgrown(self, session: Session) -> list[str]:
+        outgrown = list(session.scalars(_OUTGROWN, {"names": list(self.tables), "floor": self.FLOOR}))
+        if outgrown and session.scalar(
+            text("SELECT pg_try_advisory_xact_lock(hashtext('lifecycle:analyze'))")
+        ):
+            for name in outgrown:  # ANALYZE, unlike VACUUM, may run inside a transaction
                 session.execute(text(f"ANALYZE {_PG_DIALECT.identifier_preparer.quote(name)}"))
-            self.added = 0
-        session.commit()
+            session.commit()
+            return outgrown
+        return []
+
+
+_OUTGROWN = text(
+    "SELECT s.relid::regclass::text FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid"
+    " WHERE s.relid::regclass::text IN :names AND s.n_mod_since_analyze > greatest(c.reltuples, 0) + :floor"
+).bindparams(bindparam("names", expanding=True))

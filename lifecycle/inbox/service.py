@@ -21,7 +21,7 @@ from lifecycle.providers import registry
 from lifecycle.providers.base import BodyError, ParsedBody, Provider
 from lifecycle.providers.validation import readable, readable_message
 from lifecycle.shipments.apply import BatchEffects, apply_bodies
-from lifecycle.sqlutil import driver_cursor, is_psycopg, is_retryable
+from lifecycle.sqlutil import FreshStatistics, driver_cursor, is_psycopg, is_retryable
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,8 @@ _PG_MARK = (
     " AS marked(id, status, outcome, error)"
     " WHERE inbox.id = marked.id"
 )
+# The tables a drain grows: a backlog drained into a young database outgrows their statistics.
+_STATISTICS = FreshStatistics(("inbox", "shipments", "transitions", "operations", "outbound_events"))
 # The claimed rows as plain columns: nothing of them is changed through the ORM.
 _CLAIMED = (InboxEvent.id, InboxEvent.provider, InboxEvent.body, InboxEvent.received_at)
 
@@ -79,6 +81,7 @@ def drain(
         outcomes, operations = _process_batch_with_retry(session_factory, batch_size, charger)
         if not outcomes:
             break
+        _STATISTICS.refresh(session_factory)
         metrics.DRAIN_BATCH_SECONDS.observe(time.perf_counter() - started)
         metrics.count_outcomes(outcomes)
         report.add(outcomes, operations)

@@ -151,7 +151,7 @@ class ChunkWriter:
         with self.session_factory() as session:
             with session.begin():
                 outcomes = decided.store(session)
-            self.statistics.rows_added(session, sum(outcome.ok for outcome in outcomes))
+        self.statistics.refresh(self.session_factory)
         return outcomes
 
     def wait(self) -> None:
