@@ -101,6 +101,7 @@ def _record_beat_heartbeats() -> None:
     connect_beat_signals(db.new_session, on_beat_start=db.dispose_after_fork)
 
 
-def send_signal(app: Flask, task_name: str) -> None:
-    """Ask the workers to run a task now; raises if the broker cannot be reached."""
-    app.extensions["celery"].send_task(task_name, retry=False)
+def send_signal(app: Flask, task_name: str, countdown: float | None = None) -> None:
+    """Ask the workers to run a task now (or in `countdown` seconds); raises if the broker cannot
+    be reached. A worker keeps a task that is not due yet aside, not in a pool process."""
+    app.extensions["celery"].send_task(task_name, retry=False, countdown=countdown)

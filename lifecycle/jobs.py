@@ -27,8 +27,15 @@ from lifecycle.providers.base import SendContext, SendReport
 log = logging.getLogger(__name__)
 
 
+# A drain task hands its worker process back after this long and queues its own continuation:
+# the operations flush waiting in the provider queue then gets the process first (the broker
+# takes the queues in turn), so a delivered parcel's stoptrack never waits for a backlog to drain.
+DRAIN_SLICE_SECONDS = 1.0
+
+
 def drain_inbox() -> dict[str, Any]:
-    """Apply every pending inbox row; the operation sender is signalled as soon as work appears."""
+    """Apply pending inbox rows for one slice of time; the operation sender is signalled as soon as
+    work appears, and the drain signals itself to go on when rows may be left."""
     signalled = False
 
     def operations_created() -> None:
@@ -41,9 +48,12 @@ def drain_inbox() -> dict[str, Any]:
         runtime.settings().inbox_batch_size,
         charger=_cycle_charger(),
         on_operations=operations_created,
+        max_seconds=DRAIN_SLICE_SECONDS,
     )
     if report.batches:
         log.info("inbox drained: %s", report.outcomes)
+    if report.more:
+        runtime.signal(runtime.DRAIN_INBOX)
     return asdict(report)
 
 
@@ -87,9 +97,18 @@ def flush_operations() -> dict[str, Any]:
             setattr(total, key, getattr(total, key) + getattr(report, key))
         total.more = total.more or report.more
         total.paused |= report.paused  # kinds are named per provider (register is 17TRACK's)
-    if total.more or _queued_since(started):
-        # Work left, or queued while this flush held the lock: its signal found the lock taken and
-        # was dropped ("another worker is sending"), so the holder sends it on.
+    waits = [r.retry_after for r in reports.values() if r.retry_after is not None]
+    busy = any(r.more and r.retry_after is None for r in reports.values())
+    if busy:  # out of time with calls left to make
+        runtime.signal(runtime.FLUSH_OPERATIONS)
+    elif waits:
+        # A provider's rate limit is spent for now: the worker process goes back to the drain, and
+        # the flush comes back just before the limiter frees a slot (with whatever was queued since).
+        total.retry_after = min(waits)
+        runtime.signal(runtime.FLUSH_OPERATIONS, countdown=total.retry_after)
+    elif _queued_since(started):
+        # Queued while this flush held the lock: its signal found the lock taken and was dropped
+        # ("another worker is sending"), so the holder sends it on.
         runtime.signal(runtime.FLUSH_OPERATIONS)
     if total.pulled:
         # Answers went into the inbox (gettrackinfo): let the workers apply them now.

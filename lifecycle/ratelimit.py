@@ -49,6 +49,17 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 return redis.call('ZADD', KEYS[1], 'XX', now, ARGV[1])
 """
+_PEEK = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local limit, window = tonumber(ARGV[1]), tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) < limit then
+  return 0
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return math.max(1, tonumber(oldest[2]) + window - now)
+"""
 # While the oldest slot is a call in flight, its end may come at any moment: look again soon.
 _POLL_SECONDS = 0.02
 
@@ -56,6 +67,11 @@ _POLL_SECONDS = 0.02
 class Limiter(Protocol):
     def slot(self, key: str, longest_call: float) -> AbstractContextManager[float]:
         """Hold a slot for one call (block until one is free); yields the seconds spent waiting."""
+
+    def free_in(self, key: str) -> float:
+        """Seconds until `slot` would take a slot without waiting (0.0: now), taking none. A caller
+        with other work can do it meanwhile rather than sleep in `slot` (a call in flight counts
+        until the latest it could end, so this may be long while one is)."""
 
 
 def _sleep_for(wait: float, window: float) -> float:
@@ -66,6 +82,7 @@ class RedisLimiter:
     def __init__(self, url: str, limit: int, window_seconds: float) -> None:
         self._redis = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         self._take = self._redis.register_script(_TAKE)
+        self._peek = self._redis.register_script(_PEEK)
         self._finish = self._redis.register_script(_FINISH)
         self._limit = limit
         self._window = window_seconds
@@ -88,6 +105,9 @@ class RedisLimiter:
                 # The slot then counts until `longest_call` has passed: slower, never over the limit.
                 log.warning("could not record the end of a call (%s)", exc)
 
+    def free_in(self, key: str) -> float:
+        return int(self._peek(keys=[f"ratelimit:{key}"], args=[self._limit, int(self._window * 1e6)])) / 1e6
+
 
 class FileLimiter:
     """The same slots kept in a JSON file under an exclusive flock (one machine only)."""
@@ -100,7 +120,7 @@ class FileLimiter:
 
     @contextmanager
     def slot(self, key: str, longest_call: float) -> Iterator[float]:
-        path = self._directory / f"ratelimit-{key.replace(':', '_')}.json"
+        path = self._path(key)
         token = uuid.uuid4().hex
         waited = 0.0
         while (wait := self._update(path, token, time.time() + longest_call, take=True)) != 0:
@@ -111,6 +131,19 @@ class FileLimiter:
             yield waited
         finally:
             self._update(path, token, time.time(), take=False)
+
+    def free_in(self, key: str) -> float:
+        path = self._path(key)
+        if not path.exists():
+            return 0.0
+        with open(path) as handle:
+            fcntl.flock(handle, fcntl.LOCK_SH)
+            now = time.time()
+            ends = [end for end in _slots(handle.read()).values() if end > now - self._window]
+        return 0.0 if len(ends) < self._limit else max(0.001, min(ends) + self._window - now)
+
+    def _path(self, key: str) -> Path:
+        return self._directory / f"ratelimit-{key.replace(':', '_')}.json"
 
     def _update(self, path: Path, token: str, until: float, take: bool) -> float:
         """Take a slot (0.0, or the seconds to wait) or record a call's end."""

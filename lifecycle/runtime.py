@@ -64,10 +64,11 @@ def client(provider: str) -> Any:
     return clients[provider]
 
 
-def signal(task_name: str) -> bool:
-    """Best-effort signal to the workers; False if the broker is unreachable."""
+def signal(task_name: str, countdown: float | None = None) -> bool:
+    """Best-effort signal to the workers (run `countdown` seconds from now, if given); False if the
+    broker is unreachable."""
     try:
-        send_signal(current_app._get_current_object(), task_name)  # type: ignore[attr-defined]
+        send_signal(current_app._get_current_object(), task_name, countdown)  # type: ignore[attr-defined]
     except Exception:
         current_app.logger.warning("broker unreachable; %s left to the sweeper", task_name)
         return False

@@ -186,3 +186,27 @@ def test_two_workers_draining_the_same_inbox_never_double_apply(app, client):
         assert count(Transition) == 180
         assert count(Operation) == 60
         assert count(Shipment, Shipment.status == "delivered") == 60
+
+
+def test_a_drain_slice_hands_the_worker_back_and_queues_its_continuation(app, client, monkeypatch):
+    """Issue 11, fairness: a drain task stops after its slice of time (at least one batch each), so a
+    stoptrack flush waiting in the provider queue gets the worker process; it signals itself to
+    go on, and the continuations together apply everything exactly once."""
+    from lifecycle import jobs, runtime
+
+    for number in (f"RS{i:04d}" for i in range(30)):
+        post_push(client, delivered(number))
+    signals: list[str] = []
+    monkeypatch.setattr(jobs, "DRAIN_SLICE_SECONDS", 0.0)
+    monkeypatch.setattr(runtime, "signal", lambda name, countdown=None: signals.append(name) or True)
+    monkeypatch.setattr(app.config["SETTINGS"], "inbox_batch_size", 10)
+    with app.app_context():
+        slices = []
+        while not slices or signals.count(runtime.DRAIN_INBOX) == len(slices):
+            slices.append(jobs.drain_inbox())
+            assert len(slices) < 10, "the drain never finished"
+        assert [s["processed"] for s in slices] == [10, 10, 10, 0]
+        assert [s["more"] for s in slices] == [True, True, True, False]
+        assert runtime.FLUSH_OPERATIONS in signals  # stoptracks queued by the first slice already
+        assert count(InboxEvent, InboxEvent.status == "pending") == 0
+        assert count(Shipment, Shipment.status == "delivered") == 30

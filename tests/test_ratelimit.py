@@ -150,3 +150,18 @@ def test_a_delay_between_the_slot_and_the_send_does_not_break_the_limit(make_lim
             thread.join(60)
     assert len(provider.arrivals) == len(delays)
     assert _most_in_any_window(provider.arrivals) <= 3
+
+
+def test_free_in_says_how_long_the_next_call_would_wait_and_takes_nothing(make_limiter):
+    limiter, key = make_limiter(), f"test-{time.time_ns()}"
+    assert limiter.free_in(key) == 0.0  # nobody called yet
+    for _ in range(3):
+        with limiter.slot(key, 5.0):
+            pass
+    ended = time.monotonic()
+    wait = limiter.free_in(key)
+    assert 0 < wait <= WINDOW_SECONDS
+    assert limiter.free_in(key) > 0  # asking took no slot, and nor does it free one
+    with limiter.slot(key, 5.0) as waited:  # the 4th call waits about as long as it was told
+        assert time.monotonic() - ended >= WINDOW_SECONDS * 0.9
+    assert waited > 0

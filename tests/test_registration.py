@@ -15,7 +15,7 @@ from lifecycle.operations.models import Operation
 from lifecycle.providers.seventeentrack.registration import check_number
 from lifecycle.shipments.csv_import import import_csv
 from lifecycle.shipments.registration import Registration, register
-from tests.helpers import count, shipment
+from tests.helpers import count, flush_through_rate_limits, shipment
 
 
 def queue(app, *numbers: str, carrier: int | None = None):  # type: ignore[no-untyped-def]
@@ -62,7 +62,7 @@ def test_1000_registrations_are_batched_within_the_rate_limit_and_429s_retried_w
     numbers = [f"RR{i:09d}CN" for i in range(1000)]
     assert all(o.ok for o in queue(sim_app, *numbers))
     sim.state.fail_next.extend([429, 429])
-    flush(sim_app)
+    flush_through_rate_limits(sim_app)
     with sim_app.app_context():
         for _ in range(5):
             if not count(Operation, Operation.status == "pending"):
@@ -70,7 +70,7 @@ def test_1000_registrations_are_batched_within_the_rate_limit_and_429s_retried_w
             with db.new_session() as session, session.begin():  # skip the backoff wait
                 for op in session.scalars(select(Operation).where(Operation.status == "pending")):
                     op.next_attempt_at = op.created_at
-            flush(sim_app)
+            flush_through_rate_limits(sim_app)
     calls = sim.calls("register")
     assert len(calls) <= math.ceil(1000 / 40) + 2
     assert all(c["items"] <= 40 for c in calls)

@@ -9,7 +9,7 @@ from lifecycle import create_app, jobs
 from lifecycle.extensions import db
 from lifecycle.inbox import service as inbox
 from lifecycle.operations.models import Operation
-from tests.helpers import count, delivered, post_push, shipment
+from tests.helpers import count, delivered, flush_through_rate_limits, post_push, shipment
 
 
 def deliver(app, sim, numbers):  # type: ignore[no-untyped-def]
@@ -49,11 +49,30 @@ def test_rate_limit_holds_over_many_calls(settings_factory, sim):
     """40 calls' worth of numbers, one number per call: never more than 3 calls in any second."""
     app = create_app(settings_factory(seventeentrack_api_url=sim.url, seventeentrack_batch_size=1))
     deliver(app, sim, [f"RR{i:09d}CN" for i in range(10)])
-    flush(app)
+    flush_through_rate_limits(app)
     calls = sim.calls("stoptrack")
     # Exactly 10 calls: a single 429 from the simulator would have caused a retry, an 11th call.
     assert len(calls) == 10
     assert max_calls_in_any_second(calls) <= 3
+
+
+def test_a_flush_at_the_rate_limit_hands_the_worker_back_and_comes_back_in_time(
+    settings_factory, sim, monkeypatch
+):
+    """Issue 11, fairness: rather than sleep a second in the limiter with a worker process (the
+    drain's), the flush stops and signals itself with a countdown just short of the free slot."""
+    from lifecycle import runtime
+
+    app = create_app(settings_factory(seventeentrack_api_url=sim.url, seventeentrack_batch_size=1))
+    deliver(app, sim, [f"RR{i:09d}CN" for i in range(10)])
+    signals: list[tuple[str, float | None]] = []
+    monkeypatch.setattr(
+        runtime, "signal", lambda name, countdown=None: signals.append((name, countdown)) or True
+    )
+    report = flush(app)
+    assert 3 <= len(sim.calls("stoptrack")) < 10  # the limit's 3 calls, then no sleeping for more
+    assert report["more"] and 0 < report["retry_after"] <= 1.04
+    assert signals == [(runtime.FLUSH_OPERATIONS, report["retry_after"])]
 
 
 def test_same_delivered_push_three_times_sends_the_number_once(sim_app, sim):

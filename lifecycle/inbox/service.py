@@ -46,6 +46,7 @@ class DrainReport:
     failed: int = 0
     operations_created: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
+    more: bool = False  # stopped by its time budget with rows perhaps left
 
     def add(self, outcomes: dict[int, str], operations: int) -> None:
         self.batches += 1
@@ -69,13 +70,16 @@ def drain(
     charger: Charger | None = None,
     on_operations: Callable[[], object] = lambda: None,
     on_batch: Callable[[int], object] = lambda rows: None,
+    max_seconds: float | None = None,
 ) -> DrainReport:
-    """Process pending inbox rows batch after batch until none is left (or max_batches).
+    """Process pending inbox rows batch after batch until none is left (or max_batches, or once a
+    batch ends after `max_seconds`: then `more` is set, for the caller to go on in a new task).
 
     `on_operations` is called after each committed batch that queued provider operations, so
     stoptracks go out while a long stream of pushes is still being drained.
     """
     report = DrainReport()
+    deadline = None if max_seconds is None else time.monotonic() + max_seconds
     for _ in range(max_batches):
         started = time.perf_counter()
         outcomes, operations = _process_batch_with_retry(session_factory, batch_size, charger)
@@ -88,6 +92,9 @@ def drain(
         on_batch(len(outcomes))
         if operations:
             on_operations()
+        if deadline is not None and time.monotonic() >= deadline:
+            report.more = True  # at least one batch per call: every slice makes progress
+            break
     return report
 
 

@@ -101,6 +101,23 @@ class SendContext:
     account: Any = None  # lifecycle.accounting.ledger.Account | None
 
 
+# A sender whose next call would wait longer than this for the shared limiter stops and asks to be
+# run again a little before the slot frees, instead of holding a worker process asleep (the inbox
+# drain needs it); the small lead absorbs the task's dispatch, so calls still go out back to back.
+YIELD_AFTER_SECONDS = 0.25
+RESUME_LEAD_SECONDS = 0.1
+
+
+def rate_limited(client: Any, report: SendReport) -> bool:
+    """True (with `more` and `retry_after` set on the report) when the next call would wait long."""
+    wait = client.free_in()
+    if wait <= YIELD_AFTER_SECONDS:
+        return False
+    report.more = True
+    report.retry_after = max(wait - RESUME_LEAD_SECONDS, 0.05)
+    return True
+
+
 class Sender(Protocol):
     def flush(self, max_seconds: float, should_stop: Callable[[], bool] | None = None) -> SendReport:
         """Send due operations for at most `max_seconds`; between calls, stop (with `more`) once
@@ -117,6 +134,8 @@ class SendReport:
     held: int = 0
     pulled: int = 0  # answers written to the inbox, for the inbox workers to apply
     more: bool = False  # work was left when time ran out
+    # Stopped rather than sleep until the provider's rate limit frees a slot: go on in this long.
+    retry_after: float | None = None
     paused: dict[str, Any] = field(default_factory=dict)
 
 

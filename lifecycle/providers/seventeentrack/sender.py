@@ -21,7 +21,7 @@ from lifecycle.accounting.rules import BillableEvent
 from lifecycle.db import utcnow
 from lifecycle.operations import pause, service
 from lifecycle.operations.models import PENDING, Operation
-from lifecycle.providers.base import ProviderError, SendReport
+from lifecycle.providers.base import ProviderError, SendReport, rate_limited
 from lifecycle.providers.seventeentrack import billing as events17
 from lifecycle.providers.seventeentrack.client import SeventeenTrackClient
 from lifecycle.providers.seventeentrack.kinds import DONE, ERR_DAILY_LIMIT, HOLD, KINDS, QUOTA_ERRORS, Kind
@@ -66,6 +66,8 @@ class Sender:
             if should_stop is not None and should_stop():
                 self.report.more = True
                 return False
+            if rate_limited(self.client, self.report):
+                return False  # run again when the limiter frees a slot (report.retry_after)
             sent = self._send_one_batch(kind) or sent
         return sent
 
