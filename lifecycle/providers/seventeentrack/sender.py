@@ -148,11 +148,16 @@ class Sender:
 
     def _apply(self, session: Session, kind: Kind, operations: list[Operation], data: dict[str, Any]) -> None:
         by_number = {op.number: op for op in operations}
+        # One SELECT for the call's shipments, not one per number.
+        ids = {op.shipment_id for op in operations if op.shipment_id}
+        shipments = (
+            {s.id: s for s in session.scalars(select(Shipment).where(Shipment.id.in_(ids)))} if ids else {}
+        )
         billable: list[BillableEvent] = []
         for item in data.get("accepted") or []:
             op = by_number.pop(str(item.get("number")), None)
             if op is not None:
-                shipment = self._shipment(session, op)
+                shipment = shipments.get(op.shipment_id)  # type: ignore[arg-type]
                 billable += events17.for_answer(op, shipment, item)
                 kind.accept(session, op, shipment, item)
                 service.settle(op, 0, "accepted", ok=True)
@@ -165,7 +170,7 @@ class Sender:
                 continue
             error = item.get("error") or {}
             code, message = error.get("code"), str(error.get("message") or "")
-            shipment = self._shipment(session, op)
+            shipment = shipments.get(op.shipment_id)  # type: ignore[arg-type]
             billable += events17.for_answer(op, shipment, item, code)
             verdict = kind.reject(session, op, shipment, code, message)
             if verdict == HOLD:
@@ -193,7 +198,3 @@ class Sender:
             op.attempts = max(0, op.attempts - 1)
             op.result_code, op.result_message = code, message
         self.report.held += len(operations)
-
-    @staticmethod
-    def _shipment(session: Session, op: Operation) -> Shipment | None:
-        return session.get(Shipment, op.shipment_id) if op.shipment_id else None
