@@ -60,6 +60,12 @@ end
 local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 return math.max(1, tonumber(oldest[2]) + window - now)
 """
+_COUNT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]))
+return redis.call('ZCARD', KEYS[1])
+"""
 # While the oldest slot is a call in flight, its end may come at any moment: look again soon.
 _POLL_SECONDS = 0.02
 
@@ -73,6 +79,9 @@ class Limiter(Protocol):
         with other work can do it meanwhile rather than sleep in `slot` (a call in flight counts
         until the latest it could end, so this may be long while one is)."""
 
+    def free_slots(self, key: str) -> int:
+        """How many calls `slot` would let go at once now, taking none."""
+
 
 def _sleep_for(wait: float, window: float) -> float:
     return _POLL_SECONDS if wait > window else wait
@@ -83,6 +92,7 @@ class RedisLimiter:
         self._redis = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         self._take = self._redis.register_script(_TAKE)
         self._peek = self._redis.register_script(_PEEK)
+        self._count = self._redis.register_script(_COUNT)
         self._finish = self._redis.register_script(_FINISH)
         self._limit = limit
         self._window = window_seconds
@@ -107,6 +117,10 @@ class RedisLimiter:
 
     def free_in(self, key: str) -> float:
         return int(self._peek(keys=[f"ratelimit:{key}"], args=[self._limit, int(self._window * 1e6)])) / 1e6
+
+    def free_slots(self, key: str) -> int:
+        taken = int(self._count(keys=[f"ratelimit:{key}"], args=[int(self._window * 1e6)]))
+        return max(0, self._limit - taken)
 
 
 class FileLimiter:
@@ -133,14 +147,21 @@ class FileLimiter:
             self._update(path, token, time.time(), take=False)
 
     def free_in(self, key: str) -> float:
+        ends, now = self._counted(key)
+        return 0.0 if len(ends) < self._limit else max(0.001, min(ends) + self._window - now)
+
+    def free_slots(self, key: str) -> int:
+        return max(0, self._limit - len(self._counted(key)[0]))
+
+    def _counted(self, key: str) -> tuple[list[float], float]:
+        """The ends of the slots that still count, and now."""
         path = self._path(key)
         if not path.exists():
-            return 0.0
+            return [], time.time()
         with open(path) as handle:
             fcntl.flock(handle, fcntl.LOCK_SH)
             now = time.time()
-            ends = [end for end in _slots(handle.read()).values() if end > now - self._window]
-        return 0.0 if len(ends) < self._limit else max(0.001, min(ends) + self._window - now)
+            return [end for end in _slots(handle.read()).values() if end > now - self._window], now
 
     def _path(self, key: str) -> Path:
         return self._directory / f"ratelimit-{key.replace(':', '_')}.json"

@@ -154,10 +154,11 @@ def test_a_delay_between_the_slot_and_the_send_does_not_break_the_limit(make_lim
 
 def test_free_in_says_how_long_the_next_call_would_wait_and_takes_nothing(make_limiter):
     limiter, key = make_limiter(), f"test-{time.time_ns()}"
-    assert limiter.free_in(key) == 0.0  # nobody called yet
-    for _ in range(3):
+    assert (limiter.free_in(key), limiter.free_slots(key)) == (0.0, 3)  # nobody called yet
+    for free in (2, 1, 0):
         with limiter.slot(key, 5.0):
-            pass
+            assert limiter.free_slots(key) == free  # a call in flight holds its slot
+    assert limiter.free_slots(key) == 0  # and a finished one for a window after it
     ended = time.monotonic()
     wait = limiter.free_in(key)
     assert 0 < wait <= WINDOW_SECONDS

@@ -138,3 +138,34 @@ def test_abandoned_in_flight_operations_are_released_by_the_sweeper(sim_app, sim
     with sim_app.app_context():
         assert jobs.sweep()["released_operations"] == 1
     assert flush(sim_app)["done"] == 1
+
+
+def test_the_calls_a_limiter_window_allows_go_out_together(settings_factory, sim):
+    """Issue 11, fairness: the three calls of a window are in flight at once, so a flush holds its
+    worker process for the slowest answer, not for the sum of three. Each call here waits at a
+    barrier for the other two: made one after the other, they would never get past it."""
+    import threading
+
+    from lifecycle.providers.seventeentrack.sender import Sender
+
+    app = create_app(settings_factory(seventeentrack_api_url=sim.url, seventeentrack_batch_size=1))
+    deliver(app, sim, ["RR000000001CN", "RR000000002CN", "RR000000003CN"])
+    together = threading.Barrier(3)
+    with app.app_context():
+        from lifecycle import runtime
+
+        client = runtime.client("17track")
+        real_call = client.call
+
+        def call_at_the_barrier(endpoint, items):  # type: ignore[no-untyped-def]
+            together.wait(timeout=60)
+            return real_call(endpoint, items)
+
+        client.call = call_at_the_barrier  # type: ignore[method-assign]
+        report = Sender(db.new_session, client, batch_size=1).flush()
+    assert (report.calls, report.done, report.failed) == (3, 3, 0)
+    assert sorted(c["numbers"][0] for c in sim.calls("stoptrack")) == [
+        "RR000000001CN", "RR000000002CN", "RR000000003CN",
+    ]  # fmt: skip
+    with app.app_context():
+        assert count(Operation, Operation.status == "done") == 3

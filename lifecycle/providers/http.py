@@ -34,6 +34,10 @@ class LimitedHttpClient:
         """Seconds until the next call would go out without waiting for the shared limiter."""
         return self._limiter.free_in(self.limiter_key)
 
+    def free_slots(self) -> int:
+        """How many calls could go out at once now without waiting for the shared limiter."""
+        return self._limiter.free_slots(self.limiter_key)
+
     def _limited(self, method: str, path: str, headers: dict[str, str], **kwargs: Any) -> requests.Response:
         """One call inside a limiter slot, timed into the call metrics whatever happens.
 

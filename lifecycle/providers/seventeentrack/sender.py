@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,7 +61,7 @@ class Sender:
         return self.report
 
     def _send_one_round(self, should_stop: Callable[[], bool] | None) -> bool:
-        """One batch of each kind; False when nothing was sent, or when told to stop (with `more`)."""
+        """Calls of each kind; False when nothing was sent, or when told to stop (with `more`)."""
         sent = False
         for kind in KINDS.values():
             if should_stop is not None and should_stop():
@@ -68,27 +69,63 @@ class Sender:
                 return False
             if rate_limited(self.client, self.report):
                 return False  # run again when the limiter frees a slot (report.retry_after)
-            sent = self._send_one_batch(kind) or sent
+            sent = self._send_batches(kind) or sent
         return sent
 
-    def _send_one_batch(self, kind: Kind) -> bool:
+    def _send_batches(self, kind: Kind) -> bool:
+        """As many calls as the limiter has free slots, in flight together: the task waits for the
+        slowest answer, not for their sum. Claims and settlements stay on this thread, one
+        transaction each, and each answer is settled as soon as it is back (a worker that dies
+        while one call hangs has recorded the others: they are never sent twice)."""
+        batches: list[tuple[list[int], list[dict[str, Any]]]] = []
+        while len(batches) < max(1, self.client.free_slots()):
+            batch = self._claim_batch(kind)
+            if batch is None:
+                break
+            batches.append(batch)
+        if not batches:
+            return False
+        if len(batches) == 1:
+            claimed, items = batches[0]
+            self._settle(kind, claimed, self._call(kind, items))
+            return True
+        unexpected: BaseException | None = None
+        with ThreadPoolExecutor(max_workers=len(batches), thread_name_prefix="17track-call") as pool:
+            calls = {pool.submit(self._call, kind, items): claimed for claimed, items in batches}
+            for done in as_completed(calls):
+                try:
+                    self._settle(kind, calls[done], done.result())
+                except Exception as exc:  # settle the other answers first
+                    unexpected = unexpected or exc
+        if unexpected is not None:
+            raise unexpected
+        return True
+
+    def _claim_batch(self, kind: Kind) -> tuple[list[int], list[dict[str, Any]]] | None:
+        """The ids and request items of one call's operations, claimed; None when none is due."""
         with self.session_factory() as session, session.begin():
             held = pause.current(session, PROVIDER, kind.name)
             if held:
                 self.report.paused[kind.name] = held
-                return False
-            claimed = [op.id for op in self._claim(session, kind)]
-        if not claimed:
-            return False
-        self.report.calls += 1
+                return None
+            claimed = self._claim(session, kind)
+            if not claimed:
+                return None
+            return [op.id for op in claimed], [kind.item(op) for op in claimed]
+
+    def _call(self, kind: Kind, items: list[dict[str, Any]]) -> dict[str, Any] | ProviderError:
         try:
-            data = self.client.call(kind.endpoint, self._items(kind, claimed))
+            return self.client.call(kind.endpoint, items)
         except ProviderError as exc:
-            self._request_failed(kind, claimed, exc)
-            return True
+            return exc
+
+    def _settle(self, kind: Kind, claimed: list[int], answer: dict[str, Any] | ProviderError) -> None:
+        self.report.calls += 1
+        if isinstance(answer, ProviderError):
+            self._request_failed(kind, claimed, answer)
+            return
         with self.session_factory() as session, session.begin():
-            self._apply(session, kind, self._load(session, claimed), data)
-        return True
+            self._apply(session, kind, self._load(session, claimed), answer)
 
     def _claim(self, session: Session, kind: Kind) -> list[Operation]:
         if kind.name != "register" or self.account is None:
@@ -119,16 +156,9 @@ class Sender:
         self.report.paused["register"] = {"reason": reason, "until": until.isoformat()}
 
     def _load(self, session: Session, ids: list[int]) -> list[Operation]:
-        """The operations, in claim order, with their shipments in the session: two queries."""
+        """The operations, in claim order."""
         found = {op.id: op for op in session.scalars(select(Operation).where(Operation.id.in_(ids)))}
-        shipment_ids = [op.shipment_id for op in found.values() if op.shipment_id]
-        if shipment_ids:
-            list(session.scalars(select(Shipment).where(Shipment.id.in_(shipment_ids))))
         return [found[op_id] for op_id in ids]
-
-    def _items(self, kind: Kind, ids: list[int]) -> list[dict[str, Any]]:
-        with self.session_factory() as session:
-            return [kind.item(op) for op in self._load(session, ids)]
 
     def _request_failed(self, kind: Kind, ids: list[int], exc: ProviderError) -> None:
         with self.session_factory() as session, session.begin():
