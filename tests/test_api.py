@@ -109,6 +109,8 @@ def test_register_without_a_17track_key_is_refused_with_the_reason(settings_fact
         ({"numbers": ["RR123456789CN"], "carrier": "UPS"}, 400),
         ({"numbers": [f"RR{i:09d}CN" for i in range(1001)]}, 413),
         ({"number": "RR123456789CN", "provider": "fedex"}, 422),
+        ({"number": "RR123456789CN", "provider": {"name": "17track"}}, 400),  # found by the fuzz test
+        ({"number": "RR123456789CN", "provider": ["17track"]}, 400),
     ],
 )
 def test_register_refuses_bad_requests_clearly(api, body, status):

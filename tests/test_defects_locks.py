@@ -146,7 +146,8 @@ def test_a_holder_past_its_maximum_is_marked_lost(redis_url, tmp_path):
 
 
 def test_a_sender_whose_lock_is_lost_stops_between_calls(settings_factory, sim, monkeypatch):
-    """The operations flush: once the send lock is lost, no further provider call is made."""
+    """The operations flush: once the send lock is lost, no further provider call is made (the
+    calls of one limiter window, made together, are one step: the lock held when they left)."""
     from contextlib import contextmanager
 
     from lifecycle import create_app
@@ -154,7 +155,7 @@ def test_a_sender_whose_lock_is_lost_stops_between_calls(settings_factory, sim, 
 
     app = create_app(settings_factory(seventeentrack_api_url=sim.url, seventeentrack_batch_size=2))
     client = app.test_client()
-    for i in range(5):
+    for i in range(10):
         sim.add_parcel(f"RR{i:09d}CN", 3011)
         post_push(client, delivered(f"RR{i:09d}CN"))
 
@@ -181,5 +182,7 @@ def test_a_sender_whose_lock_is_lost_stops_between_calls(settings_factory, sim, 
                 waiting = session.scalars(select(Operation).where(Operation.status == "pending")).all()
     finally:
         db.engine.dispose()  # type: ignore[union-attr]
-    assert len(sim.calls("stoptrack")) == 1 and report["calls"] == 1 and report["more"] is True
-    assert len(waiting) == 3  # 2 of 5 stopped; the rest wait for the next holder
+    calls = sim.calls("stoptrack")
+    assert 1 <= len(calls) <= 3 and report["calls"] == len(calls) and report["more"] is True
+    assert max(c["at"] for c in calls) - min(c["at"] for c in calls) < 1.0  # one step, then no more
+    assert len(waiting) == 10 - 2 * len(calls)  # the rest wait for the next holder

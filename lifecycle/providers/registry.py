@@ -47,7 +47,8 @@ def names() -> list[str]:
 
 
 def find(name: str | None) -> Provider | None:
-    return _adapter(name) if name in ROOMS else None
+    # Names come from requests too: anything but a known name (a dict, say) is simply not one.
+    return _adapter(name) if isinstance(name, str) and name in ROOMS else None
 
 
 def get(name: str) -> Provider:

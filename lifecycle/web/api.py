@@ -89,9 +89,12 @@ def register_shipments():  # type: ignore[no-untyped-def]
     body = api_input.json_body()
     if not isinstance(body, dict):
         abort(400, "JSON object expected")
-    if body.get("provider") is not None and registry.find(body.get("provider")) is None:
+    provider = body.get("provider")
+    if provider is not None and not isinstance(provider, str):
+        abort(400, "provider must be a string")
+    if provider is not None and registry.find(provider) is None:
         known = " or ".join(registry.names())
-        abort(422, f"provider {str(body['provider'])[:40]!r} is not supported ({known})")
+        abort(422, f"provider {provider[:40]!r} is not supported ({known})")
     requested = api_input.registrations(body)
     with db.new_session() as session, session.begin():
         outcomes = register(session, requested, runtime.settings())
