@@ -31,40 +31,44 @@ log = logging.getLogger(__name__)
 
 # Slots are scored by when they stop counting against later calls minus one window: a finished
 # call by its end, a call in flight by the latest it could end (so a crashed caller's slot frees).
-_TAKE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local limit, window, longest = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZCARD', KEYS[1]) < limit then
-  redis.call('ZADD', KEYS[1], now + longest, ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], math.ceil((window + longest) / 1000) + 1000)
-  return 0
-end
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return math.max(1, tonumber(oldest[2]) + window - now)
-"""
-_FINISH = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-return redis.call('ZADD', KEYS[1], 'XX', now, ARGV[1])
-"""
-_PEEK = """
+# Every script first drops the slots that no longer count (ARGV[2]: the window, in microseconds).
+_PRUNE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local limit, window = tonumber(ARGV[1]), tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZCARD', KEYS[1]) < limit then
+local taken = redis.call('ZCARD', KEYS[1])
+local function wait()
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return math.max(1, tonumber(oldest[2]) + window - now)
+end
+"""
+_TAKE = (
+    _PRUNE
+    + """
+local longest = tonumber(ARGV[4])
+if taken < limit then
+  redis.call('ZADD', KEYS[1], now + longest, ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], math.ceil((window + longest) / 1000) + 1000)
   return 0
 end
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return math.max(1, tonumber(oldest[2]) + window - now)
+return wait()
 """
-_COUNT = """
+)
+# {free slots, microseconds until one is free (0 if one is)}; takes nothing.
+_PEEK = (
+    _PRUNE
+    + """
+if taken < limit then
+  return {limit - taken, 0}
+end
+return {0, wait()}
+"""
+)
+_FINISH = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]))
-return redis.call('ZCARD', KEYS[1])
+return redis.call('ZADD', KEYS[1], 'XX', now, ARGV[1])
 """
 # While the oldest slot is a call in flight, its end may come at any moment: look again soon.
 _POLL_SECONDS = 0.02
@@ -74,13 +78,10 @@ class Limiter(Protocol):
     def slot(self, key: str, longest_call: float) -> AbstractContextManager[float]:
         """Hold a slot for one call (block until one is free); yields the seconds spent waiting."""
 
-    def free_in(self, key: str) -> float:
-        """Seconds until `slot` would take a slot without waiting (0.0: now), taking none. A caller
-        with other work can do it meanwhile rather than sleep in `slot` (a call in flight counts
-        until the latest it could end, so this may be long while one is)."""
-
-    def free_slots(self, key: str) -> int:
-        """How many calls `slot` would let go at once now, taking none."""
+    def free(self, key: str) -> tuple[int, float]:
+        """Takes nothing: how many calls `slot` would let go at once now, and the seconds until it
+        would let one go (0.0 when one is free). A caller with other work does it meanwhile rather
+        than sleep in `slot` (a call in flight counts until the latest it could end)."""
 
 
 def _sleep_for(wait: float, window: float) -> float:
@@ -92,7 +93,6 @@ class RedisLimiter:
         self._redis = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         self._take = self._redis.register_script(_TAKE)
         self._peek = self._redis.register_script(_PEEK)
-        self._count = self._redis.register_script(_COUNT)
         self._finish = self._redis.register_script(_FINISH)
         self._limit = limit
         self._window = window_seconds
@@ -115,12 +115,9 @@ class RedisLimiter:
                 # The slot then counts until `longest_call` has passed: slower, never over the limit.
                 log.warning("could not record the end of a call (%s)", exc)
 
-    def free_in(self, key: str) -> float:
-        return int(self._peek(keys=[f"ratelimit:{key}"], args=[self._limit, int(self._window * 1e6)])) / 1e6
-
-    def free_slots(self, key: str) -> int:
-        taken = int(self._count(keys=[f"ratelimit:{key}"], args=[int(self._window * 1e6)]))
-        return max(0, self._limit - taken)
+    def free(self, key: str) -> tuple[int, float]:
+        slots, wait_us = self._peek(keys=[f"ratelimit:{key}"], args=[self._limit, int(self._window * 1e6)])
+        return int(slots), int(wait_us) / 1e6
 
 
 class FileLimiter:
@@ -146,22 +143,17 @@ class FileLimiter:
         finally:
             self._update(path, token, time.time(), take=False)
 
-    def free_in(self, key: str) -> float:
-        ends, now = self._counted(key)
-        return 0.0 if len(ends) < self._limit else max(0.001, min(ends) + self._window - now)
-
-    def free_slots(self, key: str) -> int:
-        return max(0, self._limit - len(self._counted(key)[0]))
-
-    def _counted(self, key: str) -> tuple[list[float], float]:
-        """The ends of the slots that still count, and now."""
+    def free(self, key: str) -> tuple[int, float]:
         path = self._path(key)
         if not path.exists():
-            return [], time.time()
+            return self._limit, 0.0
         with open(path) as handle:
             fcntl.flock(handle, fcntl.LOCK_SH)
             now = time.time()
-            return [end for end in _slots(handle.read()).values() if end > now - self._window], now
+            ends = [end for end in _slots(handle.read()).values() if end > now - self._window]
+        if len(ends) < self._limit:
+            return self._limit - len(ends), 0.0
+        return 0, max(0.001, min(ends) + self._window - now)
 
     def _path(self, key: str) -> Path:
         return self._directory / f"ratelimit-{key.replace(':', '_')}.json"

@@ -205,6 +205,8 @@ def test_import_reports_each_row(service, tmp_path):
     assert result.returncode == 0
     assert result.stdout.strip() == "4 rows: 2 queued, 1 refused, 1 malformed"
     assert "line 4: '!!'" in result.stderr and "line 5: 'RR300000003CN'" in result.stderr
+    # The README: writers of the running service and of this command take turns through this file.
+    assert (Path(service.env["VAR_DIR"]) / "lifecycle.sqlite3-writer.lock").is_file()
 
 
 def test_accountant_commands_while_the_service_runs(service):

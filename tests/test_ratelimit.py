@@ -152,17 +152,16 @@ def test_a_delay_between_the_slot_and_the_send_does_not_break_the_limit(make_lim
     assert _most_in_any_window(provider.arrivals) <= 3
 
 
-def test_free_in_says_how_long_the_next_call_would_wait_and_takes_nothing(make_limiter):
+def test_free_says_how_many_calls_may_go_and_how_long_the_next_would_wait_and_takes_nothing(make_limiter):
     limiter, key = make_limiter(), f"test-{time.time_ns()}"
-    assert (limiter.free_in(key), limiter.free_slots(key)) == (0.0, 3)  # nobody called yet
-    for free in (2, 1, 0):
+    assert limiter.free(key) == (3, 0.0)  # nobody called yet
+    for left in (2, 1, 0):
         with limiter.slot(key, 5.0):
-            assert limiter.free_slots(key) == free  # a call in flight holds its slot
-    assert limiter.free_slots(key) == 0  # and a finished one for a window after it
+            assert limiter.free(key)[0] == left  # a call in flight holds its slot
     ended = time.monotonic()
-    wait = limiter.free_in(key)
-    assert 0 < wait <= WINDOW_SECONDS
-    assert limiter.free_in(key) > 0  # asking took no slot, and nor does it free one
+    slots, wait = limiter.free(key)  # and a finished one for a window after it
+    assert slots == 0 and 0 < wait <= WINDOW_SECONDS
+    assert limiter.free(key)[0] == 0  # asking took no slot, and freed none
     with limiter.slot(key, 5.0) as waited:  # the 4th call waits about as long as it was told
         assert time.monotonic() - ended >= WINDOW_SECONDS * 0.9
     assert waited > 0

@@ -108,14 +108,16 @@ YIELD_AFTER_SECONDS = 0.25
 RESUME_LEAD_SECONDS = 0.1
 
 
-def rate_limited(client: Any, report: SendReport) -> bool:
-    """True (with `more` and `retry_after` set on the report) when the next call would wait long."""
-    wait = client.free_in()
-    if wait <= YIELD_AFTER_SECONDS:
-        return False
+def calls_now(client: Any, report: SendReport) -> int:
+    """How many calls to make at once now: the limiter's free slots, or 1 when a slot frees within
+    YIELD_AFTER_SECONDS (that call waits for it); 0, with `more` and `retry_after` set on the
+    report, when the next call would wait longer."""
+    slots, wait = client.free()
+    if slots or wait <= YIELD_AFTER_SECONDS:
+        return max(slots, 1)
     report.more = True
     report.retry_after = max(wait - RESUME_LEAD_SECONDS, 0.05)
-    return True
+    return 0
 
 
 class Sender(Protocol):

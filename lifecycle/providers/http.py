@@ -30,13 +30,9 @@ class LimitedHttpClient:
         # One window per account: two deployments with different keys do not share a limit.
         self.limiter_key = f"{self.provider}:" + hashlib.sha256(api_key.encode()).hexdigest()[:12]
 
-    def free_in(self) -> float:
-        """Seconds until the next call would go out without waiting for the shared limiter."""
-        return self._limiter.free_in(self.limiter_key)
-
-    def free_slots(self) -> int:
-        """How many calls could go out at once now without waiting for the shared limiter."""
-        return self._limiter.free_slots(self.limiter_key)
+    def free(self) -> tuple[int, float]:
+        """Calls that could go out at once now, and seconds until one could (the shared limiter's)."""
+        return self._limiter.free(self.limiter_key)
 
     def _limited(self, method: str, path: str, headers: dict[str, str], **kwargs: Any) -> requests.Response:
         """One call inside a limiter slot, timed into the call metrics whatever happens.

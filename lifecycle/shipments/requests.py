@@ -41,7 +41,7 @@ class RegistrationPlan:
 
     `store(session)` writes what was decided and returns one outcome per request, in order. A CSV
     import plans its next chunk while the previous one is being stored; an adapter that does not
-    decide ahead simply does all its work in `store` (`RegistrationPlan.deferred`)."""
+    decide ahead simply does all its work in `store`."""
 
     store: Callable[[Session], list[Outcome]]
 
@@ -52,7 +52,3 @@ class RegistrationPlan:
             return outcomes
 
         return cls(store)
-
-    @classmethod
-    def deferred(cls, register: Callable[[Session], list[Outcome]]) -> RegistrationPlan:
-        return cls(register)

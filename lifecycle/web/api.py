@@ -89,13 +89,11 @@ def register_shipments():  # type: ignore[no-untyped-def]
     body = api_input.json_body()
     if not isinstance(body, dict):
         abort(400, "JSON object expected")
+    requested = api_input.registrations(body)  # 400 for wrong types, the provider's included
     provider = body.get("provider")
-    if provider is not None and not isinstance(provider, str):
-        abort(400, "provider must be a string")
     if provider is not None and registry.find(provider) is None:
         known = " or ".join(registry.names())
         abort(422, f"provider {provider[:40]!r} is not supported ({known})")
-    requested = api_input.registrations(body)
     with db.new_session() as session, session.begin():
         outcomes = register(session, requested, runtime.settings())
     if any(o.ok for o in outcomes):

@@ -88,7 +88,7 @@ class CargoAi:
     ) -> RegistrationPlan:
         from lifecycle.shipments.requests import RegistrationPlan
 
-        return RegistrationPlan.deferred(lambda session: self.register(session, requests, settings))
+        return RegistrationPlan(lambda session: self.register(session, requests, settings))  # all at store
 
     def adopted(self, event: CanonicalEvent, now: datetime) -> dict[str, Any]:
         return {"tracking_mode": "push"}

@@ -18,7 +18,7 @@ from lifecycle.accounting.rules import BillableEvent
 from lifecycle.db import utcnow
 from lifecycle.operations import service
 from lifecycle.operations.models import Operation
-from lifecycle.providers.base import ProviderError, SendReport, rate_limited
+from lifecycle.providers.base import ProviderError, SendReport, calls_now
 from lifecycle.providers.cargoai.client import CargoAiClient
 from lifecycle.providers.cargoai.subscriptions import SUBSCRIPTION_LIFETIME
 from lifecycle.shipments.models import Shipment
@@ -48,7 +48,7 @@ class CargoAiSender:
         return self.report
 
     def _send_one(self, kind: str) -> bool:
-        if rate_limited(self.client, self.report):
+        if not calls_now(self.client, self.report):
             return False  # run again when the limiter frees a slot (report.retry_after)
         with self.session_factory() as session, session.begin():
             claimed = service.claim_ready(session, PROVIDER, kind, 1)

@@ -22,7 +22,7 @@ from lifecycle.accounting.rules import BillableEvent
 from lifecycle.db import utcnow
 from lifecycle.operations import pause, service
 from lifecycle.operations.models import PENDING, Operation
-from lifecycle.providers.base import ProviderError, SendReport, rate_limited
+from lifecycle.providers.base import ProviderError, SendReport, calls_now
 from lifecycle.providers.seventeentrack import billing as events17
 from lifecycle.providers.seventeentrack.client import SeventeenTrackClient
 from lifecycle.providers.seventeentrack.kinds import DONE, ERR_DAILY_LIMIT, HOLD, KINDS, QUOTA_ERRORS, Kind
@@ -67,18 +67,19 @@ class Sender:
             if should_stop is not None and should_stop():
                 self.report.more = True
                 return False
-            if rate_limited(self.client, self.report):
+            allowed = calls_now(self.client, self.report)
+            if not allowed:
                 return False  # run again when the limiter frees a slot (report.retry_after)
-            sent = self._send_batches(kind) or sent
+            sent = self._send_batches(kind, allowed) or sent
         return sent
 
-    def _send_batches(self, kind: Kind) -> bool:
-        """As many calls as the limiter has free slots, in flight together: the task waits for the
+    def _send_batches(self, kind: Kind, allowed: int) -> bool:
+        """Up to `allowed` calls (the limiter's free slots), in flight together: the task waits for the
         slowest answer, not for their sum. Claims and settlements stay on this thread, one
         transaction each, and each answer is settled as soon as it is back (a worker that dies
         while one call hangs has recorded the others: they are never sent twice)."""
         batches: list[tuple[list[int], list[dict[str, Any]]]] = []
-        while len(batches) < max(1, self.client.free_slots()):
+        while len(batches) < allowed:
             batch = self._claim_batch(kind)
             if batch is None:
                 break
