@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -74,12 +75,24 @@ def plain_url(database_url: str) -> str:
     return database_url.replace("+psycopg", "")
 
 
-def gunicorn(app: str, port: int) -> list[str]:
-    return _gunicorn("127.0.0.1", port, SERVE_WORKERS, SERVE_THREADS, app=app)
+def ours(port: int) -> list[str]:
+    """Our service, as `manage.py serve` runs it (its own command line and defaults)."""
+    return _gunicorn("127.0.0.1", port, SERVE_WORKERS, SERVE_THREADS)
+
+
+def bare_flask(port: int) -> list[str]:
+    """Issue 11's reference: a bare Flask endpoint under gunicorn's threaded workers, with as many
+    processes as `serve` and as many threads as `serve` gives Flask."""
+    return [
+        PYTHON, "-m", "gunicorn", "bench.bare_app:app", "--bind", f"127.0.0.1:{port}",
+        "--workers", str(SERVE_WORKERS), "--worker-class", "gthread", "--threads", str(SERVE_THREADS),
+        "--logger-class", "lifecycle.observability.logs.GunicornLogger",
+    ]  # fmt: skip
 
 
 # For reports: the options after the app and --bind.
-GUNICORN_OPTS = gunicorn("app", 0)[6:]
+SERVE_OPTS = ours(0)[6:]
+BARE_OPTS = bare_flask(0)[6:]
 
 
 def _term_to_exit(_signum: int, _frame: object) -> None:
@@ -186,10 +199,12 @@ class Harness:
                 found.append(int(entry.name))
         return found
 
-    def serve(self, name: str, app: str, env: dict[str, str] | None = None) -> str:
-        """Run a WSGI app under gunicorn on a free port; returns its base URL once /healthz answers."""
+    def serve(
+        self, name: str, env: dict[str, str] | None = None, command: Callable[[int], list[str]] = ours
+    ) -> str:
+        """Run our service (or `command`'s server) on a free port; its base URL once /healthz answers."""
         port = free_port()
-        self.start(name, gunicorn(app, port), env)
+        self.start(name, command(port), env)
         self.wait_healthy(name, f"http://127.0.0.1:{port}")
         return f"http://127.0.0.1:{port}"
 

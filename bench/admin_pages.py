@@ -169,9 +169,8 @@ def main() -> int:
             print(f"[{size:,} shipments] filled in {seconds:.1f}s; one overview recount: {recount:.0f} ms")
             # The first admin comes from ADMIN_EMAIL / ADMIN_PASSWORD, as in a real deployment.
             base = h.serve(
-                f"web-{size}", "lifecycle.wsgi:app",
-                h.env(url, ADMIN_EMAIL=EMAIL, ADMIN_PASSWORD=PASSWORD, BROKER_URL=REDIS_URL),
-            )  # fmt: skip
+                f"web-{size}", h.env(url, ADMIN_EMAIL=EMAIL, ADMIN_PASSWORD=PASSWORD, BROKER_URL=REDIS_URL)
+            )
             sides.append((signed_in(base), base, pages(url, size)))
         results = compare(sides, args.requests)
         small, large = sizes

@@ -251,7 +251,7 @@ def main() -> int:
         database_url = h.create_database()
         env = h.env(database_url, SEVENTEENTRACK_API_URL=sim.url)
         h.start("beat", [PYTHON, "manage.py", "beat"], env)
-        url = h.serve("web", "lifecycle.wsgi:app", env)
+        url = h.serve("web", env)
         expected = make_pushes("LIVE", count)[1] | make_pushes("DRAIN", count)[1]
         expected |= {
             f"PROBE{name}": ("in_transit", PROBE[2].replace(tzinfo=None)) for name in ("LIVE", "DRAIN")

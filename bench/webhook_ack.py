@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
-from _harness import API_KEY, BENCH_DIR, GUNICORN_OPTS, PYTHON, Harness, write_pushes
+from _harness import API_KEY, BARE_OPTS, BENCH_DIR, PYTHON, SERVE_OPTS, Harness, bare_flask, write_pushes
 from _report import Load, Row, emit, load, row
 
 # `lifecycle` and `simulators` are importable because _harness put the project root on sys.path.
@@ -83,10 +83,10 @@ def run_wrk(url: str, data: str, seconds: float, connections: int, threads: int)
 
 
 def serve(
-    h: Harness, name: str, app: str, env: dict[str, str] | None, args: argparse.Namespace, data: str
+    h: Harness, name: str, env: dict[str, str] | None, args: argparse.Namespace, data: str
 ) -> tuple[str, dict]:
     """Start one side and warm it up: pool connections, writer/nudger threads, Python's caches."""
-    url = h.serve(name, app, env)
+    url = h.serve(name, env) if env is not None else h.serve(name, command=bare_flask)
     return url, run_wrk(url, data, args.warmup, args.connections, args.threads)
 
 
@@ -119,9 +119,9 @@ def measure(args: argparse.Namespace) -> tuple[dict[str, list[dict]], dict[str, 
         database_url = h.create_database()
         sqlite_env, sqlite_file = embedded_env(h)
         sides = {
-            "bare": serve(h, "bare", "bench.bare_app:app", None, args, data),
-            "pg": serve(h, "ours-pg", "lifecycle.wsgi:app", h.env(database_url), args, data),
-            "sqlite": serve(h, "ours-sqlite", "lifecycle.wsgi:app", sqlite_env, args, data),
+            "bare": serve(h, "bare", None, args, data),
+            "pg": serve(h, "ours-pg", h.env(database_url), args, data),
+            "sqlite": serve(h, "ours-sqlite", sqlite_env, args, data),
         }
         # Alternate the sides so that drift on a shared machine hits all alike.
         started = load()
@@ -137,7 +137,8 @@ def measure(args: argparse.Namespace) -> tuple[dict[str, list[dict]], dict[str, 
 
 def print_runs(args: argparse.Namespace, runs: dict[str, list[dict]]) -> None:
     print(
-        f"\nwebhook ack: gunicorn {' '.join(GUNICORN_OPTS)}, wrk -t{args.threads} -c{args.connections} "
+        f"\nwebhook ack: ours gunicorn {' '.join(SERVE_OPTS)}\n  bare Flask gunicorn {' '.join(BARE_OPTS)}\n"
+        f"  wrk -t{args.threads} -c{args.connections} "
         f"-d{args.duration:g}s x {args.rounds} alternating rounds (after {args.warmup:g}s warm-up), "
         f"{args.bodies} distinct signed pushes; ours on PostgreSQL (pg) and on the embedded default (sqlite)"
     )

@@ -17,12 +17,13 @@ SERVE_WORKERS = 2
 SERVE_THREADS = 16
 
 
-def _gunicorn(host: str, port: int, workers: int, threads: int, app: str = "lifecycle.wsgi:app") -> list[str]:
-    # gthread workers let concurrent webhooks share one inbox commit (lifecycle.inbox.writer).
+def _gunicorn(host: str, port: int, workers: int, threads: int) -> list[str]:
+    """`serve`'s command line: gunicorn supervising uvicorn's workers, each an event loop that
+    answers webhooks itself (lifecycle/web/asgi.py) and runs Flask's routes in `threads` threads."""
     command = [
-        sys.executable, "-m", "gunicorn", app,
+        sys.executable, "-m", "gunicorn", "lifecycle.asgi:app",
         "--bind", f"{host}:{port}", "--workers", str(workers),
-        "--worker-class", "gthread", "--threads", str(threads),
+        "--worker-class", "uvicorn_worker.UvicornWorker", "--env", f"WEB_THREADS={threads}",
         # gunicorn's own lines in the service's format (LOG_FORMAT), secrets masked.
         "--logger-class", "lifecycle.observability.logs.GunicornLogger",
     ]  # fmt: skip
@@ -100,7 +101,7 @@ def run(host: str, port: int) -> None:
 @click.option("--workers", default=SERVE_WORKERS, show_default=True, type=int)
 @click.option("--threads", default=SERVE_THREADS, show_default=True, type=int)
 def serve(host: str, port: int, workers: int, threads: int) -> None:
-    """Serve the web app with gunicorn (production)."""
+    """Serve the web app with gunicorn and uvicorn's workers (production)."""
     _check_port(host, port)
     _database_ready(upgrade_embedded=True)
     _metrics_folder("serve")

@@ -103,8 +103,8 @@ class InboxWriter:
         on_committed: Callable[[], None] = lambda: None,
         max_batch: int = 500,
     ) -> None:
-        self._session_factory = session_factory
-        self._on_committed = on_committed
+        self.session_factory = session_factory
+        self.on_committed = on_committed
         self._max_batch = max_batch
         self._owner_pid: int | None = None
         self._reset()
@@ -168,12 +168,12 @@ class InboxWriter:
         self._notify()
 
     def _engine(self) -> Engine:
-        with self._session_factory() as session:
+        with self.session_factory() as session:
             return session.get_bind()  # type: ignore[return-value]
 
     def _notify(self) -> None:
         try:
-            self._on_committed()
+            self.on_committed()
         except Exception:  # a failed signal loses nothing: the sweeper finds pending rows
             log.exception("could not signal the workers")
 

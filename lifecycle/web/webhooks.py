@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from functools import cache
 from typing import Any
 
@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 Answer = tuple[int, bytes]
+INTERNAL_ERROR: Answer = (500, b'{"error":"internal_server_error","message":"see the service log"}\n')
 _REASONS = {200: "OK", 400: "BAD REQUEST", 401: "UNAUTHORIZED", 413: "REQUEST ENTITY TOO LARGE",
             500: "INTERNAL SERVER ERROR", 503: "SERVICE UNAVAILABLE"}  # fmt: skip
 
@@ -62,7 +63,7 @@ class WebhookIntake:
                 status, body = self.receive(adapter, environ)
             except Exception:  # a defect, answered as Flask would answer it, and logged
                 self.logger.exception("webhook handler failed")
-                status, body = 500, b'{"error":"internal_server_error","message":"see the service log"}\n'
+                status, body = INTERNAL_ERROR
 
         start_response(
             f"{status} {_REASONS.get(status, '')}",
@@ -74,28 +75,45 @@ class WebhookIntake:
         try:
             raw = read_body(environ, self.limit)
         except TooLarge:
-            return refuse(adapter.name, 413, "too_large", f"body exceeds {self.limit} bytes")
-        refusal = adapter.verify(raw, EnvironHeaders(environ), self.settings)
+            return too_large(adapter.name, self.limit)
+        refusal = judge(adapter, raw, EnvironHeaders(environ), self.settings)
         if refusal is not None:
-            return refuse(adapter.name, refusal.status, refusal.error, refusal.message)
+            return refusal
         try:
-            adapter.check_envelope(load_json(raw, MalformedJson))
-        except MalformedJson as exc:
-            return refuse(adapter.name, 400, "malformed_json", str(exc))
-        except BodyError as exc:
-            return refuse(adapter.name, 400, adapter.not_an_event, str(exc))
-        return self.store(adapter.name, raw)
-
-    def store(self, provider: str, raw: bytes) -> Answer:
-        """Commit the raw body to the inbox and answer 200; 503 (the provider retries) if it cannot."""
-        try:
-            inbox_id = self.writer.write(provider, raw)
+            inbox_id = self.writer.write(adapter.name, raw)
         except Exception:
-            self.logger.exception("could not store a %s webhook", provider)
-            return refuse(provider, 503, "storage_unavailable", "could not store the event; retry later")
-        _stored_counter(provider).inc()
-        # The same JSON as jsonify(status="stored", inbox_id=...), without an encoder per request.
-        return 200, b'{"inbox_id":%d,"status":"stored"}\n' % inbox_id
+            return unavailable(adapter.name)
+        return stored(adapter.name, inbox_id)
+
+
+def judge(adapter: Provider, raw: bytes, headers: Mapping[str, str], settings: Any) -> Answer | None:
+    """The refusal for a body that is not an authentic event of its provider; None to store it."""
+    refusal = adapter.verify(raw, headers, settings)
+    if refusal is not None:
+        return refuse(adapter.name, refusal.status, refusal.error, refusal.message)
+    try:
+        adapter.check_envelope(load_json(raw, MalformedJson))
+    except MalformedJson as exc:
+        return refuse(adapter.name, 400, "malformed_json", str(exc))
+    except BodyError as exc:
+        return refuse(adapter.name, 400, adapter.not_an_event, str(exc))
+    return None
+
+
+def stored(provider: str, inbox_id: int) -> Answer:
+    _stored_counter(provider).inc()
+    # The same JSON as jsonify(status="stored", inbox_id=...), without an encoder per request.
+    return 200, b'{"inbox_id":%d,"status":"stored"}\n' % inbox_id
+
+
+def unavailable(provider: str) -> Answer:
+    """The body could not be committed: 503, and the provider retries. Called inside `except`."""
+    log.exception("could not store a %s webhook", provider)
+    return refuse(provider, 503, "storage_unavailable", "could not store the event; retry later")
+
+
+def too_large(provider: str, limit: int) -> Answer:
+    return refuse(provider, 413, "too_large", f"body exceeds {limit} bytes")
 
 
 def refuse(provider: str, status: int, error: str, message: str) -> Answer:
