@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -10,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
-from werkzeug.serving import make_server
 
 from lifecycle.extensions import db
 from lifecycle.providers.seventeentrack import webhook as st
@@ -60,15 +60,25 @@ def shipment(number: str) -> Shipment | None:
 
 @contextmanager
 def serving(app: Any) -> Iterator[str]:
-    """A WSGI app on a free loopback port, served from a thread; yields its base URL."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    """The Flask app behind the front door `manage.py serve` gives it (lifecycle/web/asgi.py), on
+    uvicorn with a free loopback port, served from a thread; yields its base URL."""
+    import uvicorn
+
+    from lifecycle.web.asgi import WebhookIntakeAsgi
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(WebhookIntakeAsgi(app, flask_threads=8), lifespan="on", log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}"
+        wait_for(lambda: server.started, timeout=30)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
     finally:
-        server.shutdown()
-        thread.join(timeout=10)
+        server.should_exit = True
+        thread.join(timeout=30)
+        listener.close()
 
 
 def flush_through_rate_limits(app: Any, rounds: int = 100) -> list[dict[str, Any]]:

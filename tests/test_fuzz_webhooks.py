@@ -2,7 +2,8 @@
 
 Hypothesis generates and mutates 17TRACK pushes and CargoAi callbacks (missing fields, wrong types,
 huge strings and numbers, deep nesting, unicode, lone surrogates, nulls), signs them validly and
-posts each between two genuine ones; then the real drain function applies the inbox in mixed
+posts each between two genuine ones, through both front doors (Flask's WSGI stack and the ASGI app
+`serve` runs), which must answer it alike; then the real drain function applies the inbox in mixed
 batches. Whatever came in: never a 500, no exception out of the drain, nothing left pending, each
 bad row failed with a readable error, every genuine event applied.
 """
@@ -21,6 +22,7 @@ from lifecycle.extensions import db
 from lifecycle.inbox import service as inbox
 from lifecycle.inbox.models import InboxEvent
 from lifecycle.shipments.models import Shipment, Transition
+from tests.asgi_client import AsgiClient, intake_client
 from tests.conftest import API_KEY
 from tests.reliability_support.fuzz import CALLBACK, PUSH, fuzz_figures, genuine, mutated, readable, signed
 
@@ -39,15 +41,16 @@ FUZZ = settings(
 class Run:
     """Posts, and remembers what must come out of the drain: every genuine event applied once."""
 
-    def __init__(self, app: Any, provider: str) -> None:
-        self.client, self.provider, self.app = app.test_client(), provider, app
+    def __init__(self, app: Any, provider: str, asgi: AsgiClient) -> None:
+        self.clients = {"wsgi": app.test_client(), "asgi": asgi}
+        self.provider, self.app = provider, app
         self.genuine: list[str] = []
         self.statuses: Counter[int] = Counter()
         self.stored_directly = 0  # rows put in the inbox without the webhook
 
-    def post(self, body: bytes) -> int:
+    def post(self, body: bytes, via: str = "wsgi") -> int:
         headers = signed(self.provider, body, KEYS[self.provider])
-        response = self.client.post(f"/webhooks/{self.provider}", data=body, headers=headers)
+        response = self.clients[via].post(f"/webhooks/{self.provider}", data=body, headers=headers)
         self.statuses[response.status_code] += 1
         assert response.status_code < 500, (response.status_code, body[:200])
         if response.status_code >= 400:
@@ -56,11 +59,12 @@ class Run:
 
     def around(self, body: bytes) -> None:
         for part in ("before", "poison", "after"):
+            via = "wsgi" if part == "before" else "asgi"
             if part == "poison":
-                self.post(body)
+                assert self.post(body, "wsgi") == self.post(body, "asgi"), body[:200]
                 continue
             number, payload = genuine(self.provider)
-            assert self.post(payload) == 200
+            assert self.post(payload, via) == 200
             self.genuine.append(number)
 
     def check(self, name: str) -> None:
@@ -98,8 +102,14 @@ def fuzz_app(settings_factory):  # type: ignore[no-untyped-def]
     db.engine.dispose()  # type: ignore[union-attr]
 
 
-def test_fuzzed_17track_pushes_never_500_and_never_stall_the_inbox(fuzz_app):
-    run = Run(fuzz_app, "17track")
+@pytest.fixture
+def asgi(fuzz_app):  # type: ignore[no-untyped-def]
+    with intake_client(fuzz_app, "asgi") as client:
+        yield client
+
+
+def test_fuzzed_17track_pushes_never_500_and_never_stall_the_inbox(fuzz_app, asgi):
+    run = Run(fuzz_app, "17track", asgi)
 
     @FUZZ
     @given(mutated(PUSH))
@@ -110,8 +120,8 @@ def test_fuzzed_17track_pushes_never_500_and_never_stall_the_inbox(fuzz_app):
     run.check("fuzz 17track")
 
 
-def test_fuzzed_cargoai_callbacks_never_500_and_never_stall_the_inbox(fuzz_app):
-    run = Run(fuzz_app, "cargoai")
+def test_fuzzed_cargoai_callbacks_never_500_and_never_stall_the_inbox(fuzz_app, asgi):
+    run = Run(fuzz_app, "cargoai", asgi)
 
     @FUZZ
     @given(mutated(CALLBACK))
@@ -122,9 +132,9 @@ def test_fuzzed_cargoai_callbacks_never_500_and_never_stall_the_inbox(fuzz_app):
     run.check("fuzz cargoai")
 
 
-def test_bodies_past_the_webhook_checks_fail_alone_in_the_worker(fuzz_app):
+def test_bodies_past_the_webhook_checks_fail_alone_in_the_worker(fuzz_app, asgi):
     """Rows the webhook would refuse (an older version stored them, say) still never stall the drain."""
-    run = Run(fuzz_app, "17track")
+    run = Run(fuzz_app, "17track", asgi)
     bodies = [b"[" * 50_000 + b"]" * 50_000, b"\xff", b"[]", b'{"event":1}', b'{"event":"X","data":[]}']
     with fuzz_app.app_context(), db.new_session() as session, session.begin():
         for body in bodies:

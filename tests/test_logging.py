@@ -9,6 +9,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
 from click.testing import CliRunner
 from sqlalchemy.engine import make_url
 
@@ -21,6 +22,7 @@ from lifecycle.observability.logs import make_handler
 from lifecycle.providers.seventeentrack import webhook as st
 from simulators.seventeentrack import pushes
 from tests.admin_support import create_admin, sign_in
+from tests.asgi_client import intake_client
 from tests.conftest import API_KEY
 from tests.helpers import at, delivered, post_push, wait_for
 from tests.outbound_support import FAST_RETRIES, EventReceiver
@@ -160,11 +162,15 @@ def test_no_secret_and_no_body_ever_reaches_the_logs(settings_factory, sim, monk
     db.engine.dispose()  # type: ignore[union-attr]
 
 
-def test_web_lines_carry_the_request_id_and_worker_lines_the_task_id(app, client):
+@pytest.mark.parametrize("intake", ["wsgi", "asgi"])
+def test_web_lines_carry_the_request_id_and_worker_lines_the_task_id(app, intake):
     from workers import tasks
 
     settings = app.config["SETTINGS"]
-    with captured(settings.model_copy(update={"log_format": "json"})) as (stream, _):
+    with (
+        captured(settings.model_copy(update={"log_format": "json"})) as (stream, _),
+        intake_client(app, intake) as client,
+    ):
         client.post("/webhooks/17track", data=b"{}", headers={"sign": "bad", "X-Request-ID": "req-42"})
         client.post("/webhooks/17track", data=b"{}", headers={"sign": "bad"})
         post_push(client, delivered("LG3"))
@@ -225,6 +231,18 @@ def test_endpoint_secrets_and_passwords_inside_urls_are_masked(settings):
         "secret whsec_***" in output and "postgresql+psycopg://lifecycle:***@db.internal/lifecycle" in output
     )
     assert "redis://:***@redis.internal:6379/0" in output and "amqp://guest:***@mq.internal//" in output
+
+
+def test_uvicorn_lines_leave_out_their_terminal_colour_copy(settings):
+    stream = io.StringIO()
+    handler = make_handler(settings.model_copy(update={"log_format": "text"}), stream)
+    record = logging.makeLogRecord({
+        "name": "uvicorn.error", "levelno": logging.INFO, "levelname": "INFO",
+        "msg": "Started server process [%d]", "args": (42,),
+        "color_message": "Started server process [\x1b[36m%d\x1b[0m]",
+    })  # fmt: skip
+    handler.handle(record)
+    assert stream.getvalue().strip().endswith("INFO uvicorn.error: Started server process [42]")
 
 
 def test_gunicorn_lines_use_the_service_format(monkeypatch):

@@ -1,4 +1,7 @@
-"""POST /webhooks/17track: verify before parsing, store before answering (invariants 1 and 7)."""
+"""POST /webhooks/17track: verify before parsing, store before answering (invariants 1 and 7).
+
+Every test runs through both front doors: Flask's WSGI stack and the ASGI app `serve` runs.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +14,20 @@ from lifecycle.extensions import db
 from lifecycle.inbox.models import InboxEvent
 from lifecycle.providers.seventeentrack import webhook as st
 from simulators.seventeentrack import pushes
+from tests.asgi_client import intake_client
 from tests.conftest import API_KEY
 from tests.helpers import count, delivered, post_push
+
+
+@pytest.fixture(params=["wsgi", "asgi"])
+def intake(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def client(app, intake):  # type: ignore[no-untyped-def]
+    with intake_client(app, intake) as client:
+        yield client
 
 
 def test_signed_push_is_stored_verbatim_and_acknowledged(app, client):
@@ -88,14 +103,15 @@ def test_oversized_body_is_413_and_stores_nothing(app, client):
 
 
 @pytest.mark.parametrize(("size", "status"), [(4096, 200), (4097, 413)])
-def test_limit_is_inclusive(settings_factory, size, status):
+def test_limit_is_inclusive(settings_factory, intake, size, status):
     app = create_app(settings_factory(webhook_max_bytes=4096))
     payload = delivered("RR123456789CN")
     payload["data"]["tag"] = ""
     payload["data"]["tag"] = "x" * (size - len(pushes.encode(payload)))
     body = pushes.encode(payload)
     assert len(body) == size
-    assert _signed(app.test_client(), body).status_code == status
+    with intake_client(app, intake) as client:
+        assert _signed(client, body).status_code == status
 
 
 def test_unknown_event_kind_is_stored_not_refused(app, client):
@@ -104,34 +120,35 @@ def test_unknown_event_kind_is_stored_not_refused(app, client):
     assert count(InboxEvent) == 1
 
 
-def test_unconfigured_key_fails_closed_with_a_retryable_status(settings_factory):
+def test_unconfigured_key_fails_closed_with_a_retryable_status(settings_factory, intake):
     app = create_app(settings_factory(seventeentrack_api_key=""))
     body = pushes.encode(delivered("RR1"))
-    response = app.test_client().post("/webhooks/17track", data=body, headers={"sign": st.sign(body, "")})
+    with intake_client(app, intake) as client:
+        response = client.post("/webhooks/17track", data=body, headers={"sign": st.sign(body, "")})
     assert response.status_code == 503
     assert "SEVENTEENTRACK_API_KEY" in response.json["message"]
 
 
-def test_broker_down_still_acknowledges_and_keeps_the_event(settings_factory):
+def test_broker_down_still_acknowledges_and_keeps_the_event(settings_factory, intake):
     app = create_app(settings_factory(broker_url="redis://127.0.0.1:1/0"))
-    client = app.test_client()
-    responses = [post_push(client, delivered(f"RR{i:09d}CN")) for i in range(5)]
-    assert [r.status_code for r in responses] == [200] * 5
-    with app.app_context():
-        assert count(InboxEvent, InboxEvent.status == "pending") == 5
-    health = client.get("/healthz")
+    with intake_client(app, intake) as client:
+        responses = [post_push(client, delivered(f"RR{i:09d}CN")) for i in range(5)]
+        assert [r.status_code for r in responses] == [200] * 5
+        with app.app_context():
+            assert count(InboxEvent, InboxEvent.status == "pending") == 5
+        health = client.get("/healthz")
     assert health.status_code == 200
     assert health.json["status"] == "degraded" and health.json["broker"].startswith("error")
 
 
-def test_database_down_answers_503_so_17track_retries(settings_factory):
+def test_database_down_answers_503_so_17track_retries(settings_factory, intake):
     app = create_app(
         settings_factory(
             database_url="postgresql+psycopg://postgres@127.0.0.1:1/nowhere", broker_url="filesystem://"
         )
     )
-    client = app.test_client()
-    response = post_push(client, delivered("RR123456789CN"))
+    with intake_client(app, intake) as client:
+        response = post_push(client, delivered("RR123456789CN"))
+        health = client.get("/healthz")
     assert response.status_code == 503 and response.json["error"] == "storage_unavailable"
-    health = client.get("/healthz")
     assert health.status_code == 503 and health.json["status"] == "down"

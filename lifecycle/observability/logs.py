@@ -32,8 +32,16 @@ _BEARER = re.compile(r"(?i)(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
 _WEBHOOK_SECRET = re.compile(r"whsec_[A-Za-z0-9+/=]+")
 # scheme://user:password@host — the password of any URL, configured here or not.
 _URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*:)[^\s/@]+@")
-# What every LogRecord has; anything else on a record came from `extra=` and is printed as a field.
-_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "request_id", "task_id", "task"}
+# What every LogRecord has; anything else on a record came from `extra=` and is printed as a field
+# (but uvicorn's `color_message`, the same message with terminal colours).
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {
+    "message",
+    "asctime",
+    "request_id",
+    "task_id",
+    "task",
+    "color_message",
+}
 
 
 _ENVIRON: ContextVar[dict[str, Any] | None] = ContextVar("lifecycle_environ", default=None)
