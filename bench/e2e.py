@@ -2,10 +2,10 @@
 
     .venv/bin/python bench/e2e.py [--smoke] [--count 20000]
 
-Runs our gunicorn (as in bench/webhook_ack.py), one `manage.py worker --concurrency 2` (prefork,
-2 processes), one `manage.py beat` (its sweeper re-sends stoptracks put off by a 429), a fresh
-PostgreSQL database, Redis db 3 and the 17TRACK simulator (so stoptrack calls really happen, at
-most 3/s). Two phases, N pushes each, with distinct numbers:
+Runs our web tier as `serve` runs it (as in bench/webhook_ack.py), one `manage.py worker
+--concurrency 2` (prefork, 2 processes), one `manage.py beat` (its sweeper re-sends stoptracks put
+off by a 429), a fresh PostgreSQL database, Redis db 3 and the 17TRACK simulator (so stoptrack
+calls really happen, at most 3/s). Two phases, N pushes each, with distinct numbers:
 
   live   workers running while pushes arrive: N / (last row processed - first post).
   drain  pushes posted with the workers stopped, then workers started: worker throughput alone.
@@ -261,7 +261,8 @@ def main() -> int:
         delivered = sum(1 for status, _ in expected.values() if status == "delivered")
         print(
             f"e2e: {count} pushes per phase over {len(expected) // 2 - 1} numbers each, {delivered} delivered"
-            f" in all; gunicorn 2x16 threads, 1 celery worker prefork 2 processes + beat; logs in {h.out}"
+            f" in all; web: serve (gunicorn, 2 uvicorn workers), 1 celery worker prefork 2 processes + beat;"
+            f" logs in {h.out}"
         )
         with psycopg.connect(database_url.replace("+psycopg", ""), autocommit=True) as db:
             try:

@@ -1,11 +1,13 @@
-"""Webhook acknowledgement throughput: our app vs a bare Flask endpoint, same gunicorn, same run.
+"""Webhook acknowledgement throughput: our app vs a bare Flask endpoint, same run.
 
     .venv/bin/python bench/webhook_ack.py [--smoke] [--duration 10] [--connections 64] [--json PATH]
 
-Three sides run under gunicorn with identical settings, `manage.py serve`'s own command line
-(bench/_harness.py `gunicorn`), and are loaded in turn by `wrk` with the same signed 17TRACK
-pushes: a bare Flask endpoint that only reads the body, ours on PostgreSQL, and ours on the
-embedded default (SQLite under VAR_DIR, filesystem broker). Ours verifies the signature, parses the
+Ours runs with `manage.py serve`'s own command line (bench/_harness.py `ours`: gunicorn with
+uvicorn's workers); the reference, issue 11's, is a bare Flask endpoint that only reads the body,
+under gunicorn's threaded workers with as many processes, and as many threads as `serve` gives
+Flask (`bare_flask`). The three sides are loaded in turn by `wrk` with the same signed 17TRACK
+pushes: bare Flask, ours on PostgreSQL, and ours on the embedded default (SQLite under VAR_DIR,
+filesystem broker). Ours verifies the signature, parses the
 envelope and commits each body to the inbox before answering 200. The ratio ours/bare says how much
 of the web tier's capacity the durable ack costs; p99 latencies are compared too. No Celery worker
 runs: the stored rows simply stay pending.
@@ -39,7 +41,7 @@ STATUSES = [
     ("Delivered", "Delivered_Other"),
 ]
 SIDES = ("bare", "pg", "sqlite")
-# Issue 11's targets: our req/s over bare Flask's, same gunicorn, same run.
+# Issue 11's targets: our req/s over bare Flask's, same run.
 ACK_TARGETS = {"pg": 0.8, "sqlite": 0.7}
 
 

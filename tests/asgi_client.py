@@ -1,17 +1,21 @@
 """A small synchronous client for the ASGI app `manage.py serve` runs (lifecycle/web/asgi.py).
 
-It speaks ASGI to the app directly, on one event loop kept for the client's life (as a uvicorn
-worker keeps one): the body can arrive in chunks, the client can go away mid-body, and several
-requests can be in flight together (`post_many`). Answers look like Flask's test responses.
+It speaks ASGI to the app directly, on one event loop running in a thread of its own for the
+client's life (as a uvicorn worker keeps one; and the calling thread may have a loop of its own,
+Playwright's sync API for one): the body can arrive in chunks, the client can go away mid-body, and
+several requests can be in flight together (`post_many`). Answers look like Flask's test responses.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Coroutine, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class Answer:
@@ -26,15 +30,21 @@ class Answer:
 class AsgiClient:
     def __init__(self, app: Any) -> None:
         self.app = app
-        self.runner = asyncio.Runner()
-        self.runner.run(self._lifespan_start())
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="asgi-client", daemon=True)
+        self._thread.start()
+        self.run(self._lifespan_start())
+
+    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 120) -> T:
+        """Run `coroutine` on the client's loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 
     def post(self, path: str, data: bytes = b"", headers: dict[str, str] | None = None, **how: Any) -> Any:
         """An Answer, or None if the app sent none; `how`: request()'s chunks, declare_length, ..."""
-        return self.runner.run(self.request("POST", path, data, headers, **how))
+        return self.run(self.request("POST", path, data, headers, **how))
 
     def get(self, path: str, headers: dict[str, str] | None = None) -> Any:
-        return self.runner.run(self.request("GET", path, b"", headers))
+        return self.run(self.request("GET", path, b"", headers))
 
     def post_many(self, path: str, requests: Iterable[tuple[bytes, dict[str, str]]]) -> list[Answer | None]:
         """All the requests in flight together on the loop, as concurrent connections would be."""
@@ -42,12 +52,17 @@ class AsgiClient:
         async def together() -> list[Answer | None]:
             return await asyncio.gather(*(self.request("POST", path, body, h) for body, h in requests))
 
-        return self.runner.run(together())
+        return self.run(together())
 
     def close(self) -> None:
         """The server's shutdown: lifespan.shutdown once no request is in flight."""
-        self.runner.run(self._lifespan_stop())
-        self.runner.close()
+        self.run(self._lifespan_stop())
+        self.stop_loop()
+
+    def stop_loop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=30)
+        self.loop.close()
 
     async def request(
         self,

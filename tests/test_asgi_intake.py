@@ -100,8 +100,8 @@ def test_shutdown_waits_for_the_batch_in_flight_and_returns_its_connection(app):
         await client._lifespan_stop()
         return (await request).status_code
 
-    assert client.runner.run(post_then_shut_down()) == 200
-    client.runner.close()
+    assert client.run(post_then_shut_down()) == 200
+    client.stop_loop()
     assert count(InboxEvent) == 1
     assert db.engine.pool.checkedout() == 0  # type: ignore[union-attr]
     assert intake.writer._thread._shutdown

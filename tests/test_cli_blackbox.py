@@ -281,17 +281,41 @@ def test_simulate_runs_the_service_until_settled(tmp_path):
     assert _snapshot(ROOT / "var") == repo_var_before  # the repository's own var/ is not touched
 
 
-def test_serve_answers_health_and_stops_on_sigterm(tmp_path):
+def test_serve_answers_health_and_webhooks_and_stops_on_sigterm(tmp_path):
     port = free_port()
     env = clean_env(tmp_path / "var")
     command = [sys.executable, "manage.py", "serve", "--port", str(port), "--workers", "1"]
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_for(lambda: _healthy(f"http://127.0.0.1:{port}"), timeout=90, interval=0.3)
+        answers = _webhooks_on_one_idle_connection(port, idle_seconds=3.0)
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
     assert process.returncode == 0
+    # A provider's kept-alive connection, idle for a few seconds between deliveries, is still
+    # served (gunicorn's 2 s default would have closed it, and the next delivery would fail).
+    assert [status for status, _ in answers] == [200, 200]
+    assert answers[0][1]["inbox_id"] < answers[1][1]["inbox_id"]
+
+
+def _webhooks_on_one_idle_connection(port: int, idle_seconds: float) -> list[tuple[int, dict]]:
+    import http.client
+
+    from lifecycle.providers.seventeentrack import webhook as st
+    from simulators.seventeentrack import pushes
+    from tests.helpers import delivered
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    answers = []
+    for number in ("RR000000001CN", "RR000000002CN"):
+        body = pushes.encode(delivered(number))
+        connection.request("POST", "/webhooks/17track", body=body, headers={"sign": st.sign(body, KEY)})
+        response = connection.getresponse()
+        answers.append((response.status, json.loads(response.read())))
+        time.sleep(idle_seconds)
+    connection.close()
+    return answers
 
 
 def test_status_cleanup_admin_and_endpoint_commands(service):

@@ -24,6 +24,11 @@ def _gunicorn(host: str, port: int, workers: int, threads: int) -> list[str]:
         sys.executable, "-m", "gunicorn", "lifecycle.asgi:app",
         "--bind", f"{host}:{port}", "--workers", str(workers),
         "--worker-class", "uvicorn_worker.UvicornWorker", "--env", f"WEB_THREADS={threads}",
+        # Keep-alive as nginx's default: a provider's pooled connection, idle a few seconds between
+        # deliveries, is not closed just as it is reused (gunicorn's 2 s invites that race, and
+        # an event loop closes an expired connection before reading what arrived on it).
+        # Idle connections cost an event loop next to nothing.
+        "--keep-alive", "75",
         # gunicorn's own lines in the service's format (LOG_FORMAT), secrets masked.
         "--logger-class", "lifecycle.observability.logs.GunicornLogger",
     ]  # fmt: skip

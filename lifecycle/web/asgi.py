@@ -5,8 +5,10 @@ threads. `POST /webhooks/<provider>` for a provider an adapter serves is answere
 same checks as the WSGI intake (webhooks.judge) and a group commit led from the loop
 (lifecycle/inbox/async_writer.py): 200 only once the body is committed (invariant 1). Everything
 else, a webhook for a provider no adapter serves included, goes to the same Flask app through
-a2wsgi's thread pool, unchanged. Measured on 2 cores (bench/webhook_ack.py): gunicorn's own
-parsing and the threads' hand-offs were most of what the threaded intake spent beyond its checks.
+a2wsgi's thread pool, unchanged. Why: on 2 cores the threaded intake (gthread workers, the same
+checks and group commit) spent most of its CPU in gunicorn's Python HTTP parsing and in waking
+request threads, and acknowledged 0.65-0.73 of a bare Flask endpoint's rate; this one about twice
+that endpoint's rate (bench/webhook_ack.py).
 """
 
 from __future__ import annotations

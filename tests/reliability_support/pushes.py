@@ -105,7 +105,6 @@ class Poster:
                 inbox_id = response.json()["inbox_id"]
         except requests.RequestException as exc:
             status = exc.__class__.__name__
-            print("POSTER", repr(exc)[:300], flush=True)
         self.answers.append((push, status, started, time.monotonic()))
         return status, inbox_id
 
