@@ -6,11 +6,11 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Column, Table, TypeDecorator, bindparam, text
+from sqlalchemy import Column, ColumnElement, Table, TypeDecorator, any_, bindparam, text
 from sqlalchemy import types as sqltypes
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -77,7 +77,7 @@ def _pg_unnest_insert(
     sent in binary (`%b`): nothing to quote or escape."""
     given = tuple(sorted({key for row in rows for key in row}))
     sql, columns = _unnest_sql(table, given, conflict)
-    arrays = [[_bind_value(column, row) for row in rows] for column in columns]
+    arrays = [_column_array(column, rows) for column in columns]
     with driver_cursor(session) as cursor:
         cursor.execute(sql, arrays)
         return cursor.fetchall()
@@ -89,7 +89,7 @@ def update_by_id(session: Session, table: Table, rows: Sequence[dict[str, Any]])
     if not rows:
         return
     sql, columns = _unnest_update_sql(table, tuple(rows[0]))
-    arrays = [[_bind_value(column, row) for row in rows] for column in columns]
+    arrays = [_column_array(column, rows) for column in columns]
     with driver_cursor(session) as cursor:
         cursor.execute(sql, arrays)
 
@@ -156,21 +156,39 @@ def _array_type(column: Column) -> str:
     return column.type.compile(dialect=_PG_DIALECT)
 
 
-def _bind_value(column: Column, row: dict[str, Any]) -> Any:
-    if column.name in row:
-        value = row[column.name]
-    elif _python_default(column):
+def _column_array(column: Column, rows: Sequence[dict[str, Any]]) -> list[Any]:
+    """One column's values over the rows, as the driver binds them (defaults filled, types applied)."""
+    name, convert = column.name, _converter(column)
+    if _python_default(column):
         default = column.default
-        value = default.arg(None) if default.is_callable else default.arg  # type: ignore[union-attr]
-    else:
-        value = None
+        fill = default.arg if default.is_callable else (lambda _context, value=default.arg: value)  # type: ignore[union-attr]
+        return [convert(row[name] if name in row else fill(None)) for row in rows]
+    return [convert(row.get(name)) for row in rows]
+
+
+@functools.cache
+def _converter(column: Column) -> Callable[[Any], Any]:
+    # Decided once per column, not per cell: a batch binds thousands of cells.
     kind = column.type
     if isinstance(kind, TypeDecorator):
-        return kind.process_bind_param(value, _PG_DIALECT)
+        return functools.partial(kind.process_bind_param, dialect=_PG_DIALECT)
     if isinstance(kind, sqltypes.JSON):
         # none_as_null is off on our JSON columns: None is stored as JSON null, as SQLAlchemy does.
-        return json.dumps(value)
+        return json.dumps
+    return _same
+
+
+def _same(value: Any) -> Any:
     return value
+
+
+def one_of(session: Session, column: Any, values: Iterable[Any]) -> ColumnElement[bool]:
+    """`column IN (values)`. On PostgreSQL `column = ANY(array)`: one statement text whatever the
+    number of values, so neither SQLAlchemy, psycopg nor the server parses a new one each batch."""
+    values = list(values)
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, values, type_=postgresql.ARRAY(column.type)))
+    return column.in_(values)
 
 
 def is_retryable(exc: BaseException) -> bool:

@@ -8,7 +8,7 @@ one small endpoint query, one multi-row insert of events and one of deliveries p
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -42,10 +42,18 @@ def event_type(transition: dict[str, Any]) -> str | None:
     return None
 
 
-def record_transitions(session: Session, transitions: Sequence[dict[str, Any]]) -> int:
-    """Insert one event per told transition, and a delivery per subscribed endpoint; returns deliveries."""
+def record_transitions(
+    session: Session, transitions: Sequence[dict[str, Any]], shipments: Mapping[int, Shipment]
+) -> int:
+    """Insert one event per told transition, and a delivery per subscribed endpoint; returns deliveries.
+
+    `shipments`: the batch's, by id, already loaded and locked by the applier."""
     now = utcnow()
-    events = [_event_row(session, row, now) for row in transitions if event_type(row)]
+    events = [
+        _event_row(shipments.get(row["shipment_id"]) or session.get(Shipment, row["shipment_id"]), row, now)
+        for row in transitions
+        if event_type(row)
+    ]
     if not events:
         return 0
     endpoints = subscribed_endpoints(session)
@@ -91,9 +99,7 @@ def _delivery_row(endpoint_id: int, event_id: int, shipment_id: int | None, now:
     }
 
 
-def _event_row(session: Session, transition: dict[str, Any], now: datetime) -> dict[str, Any]:
-    # The shipments of the batch are in the session already (locked by the applier): no query.
-    shipment = session.get(Shipment, transition["shipment_id"])
+def _event_row(shipment: Shipment | None, transition: dict[str, Any], now: datetime) -> dict[str, Any]:
     kind = event_type(transition)
     public_id = f"msg_{uuid.uuid4().hex}"
     data = shipment_json(shipment) if shipment is not None else {}

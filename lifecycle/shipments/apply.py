@@ -24,7 +24,7 @@ from lifecycle.operations.service import cancel_pending
 from lifecycle.outbound import record as outbound
 from lifecycle.providers.base import STOPPED, UPDATE, CanonicalEvent, ParsedBody, Provider
 from lifecycle.shipments.models import UNKNOWN_CARRIER, Shipment, Transition
-from lifecycle.sqlutil import insert_ignoring_conflicts, insert_rows, is_psycopg, update_by_id
+from lifecycle.sqlutil import insert_ignoring_conflicts, insert_rows, is_psycopg, one_of, update_by_id
 from lifecycle.status import TERMINAL_STATUSES
 
 ACTIVE_TRACKING = ("pending", "tracking")
@@ -75,7 +75,8 @@ def apply_bodies(
     _write_shipments(session, batch.shipments.values())
     if effects.transitions:
         insert_rows(session, Transition.__table__, effects.transitions)
-        outbound.record_transitions(session, effects.transitions)
+        by_id = {shipment.id: shipment for shipment in batch.shipments.values()}
+        outbound.record_transitions(session, effects.transitions, by_id)
     insert_ignoring_conflicts(session, Operation, effects.operations, ["idempotency_key"])
     stop_kinds = [adapter.stop_kind] if adapter.stop_kind else []
     cancel_pending(session, effects.stopped_shipment_ids, stop_kinds)
@@ -174,7 +175,7 @@ def lock_shipments(session: Session, numbers: set[str], provider: str) -> dict[t
     # Locking in id order keeps two workers' batches from deadlocking on each other.
     stmt = (
         select(Shipment)
-        .where(Shipment.provider == provider, Shipment.number.in_(sorted(numbers)))
+        .where(Shipment.provider == provider, one_of(session, Shipment.number, sorted(numbers)))
         .order_by(Shipment.id)
         .with_for_update()
     )
@@ -189,7 +190,7 @@ def _existing_keys(
     if not ids or not keys:
         return set()
     stmt = select(Transition.shipment_id, Transition.dedupe_key).where(
-        Transition.shipment_id.in_(ids), Transition.dedupe_key.in_(keys)
+        one_of(session, Transition.shipment_id, ids), one_of(session, Transition.dedupe_key, keys)
     )
     return {tuple(row) for row in session.execute(stmt)}
 
