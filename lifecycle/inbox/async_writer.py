@@ -18,7 +18,6 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from lifecycle.inbox.writer import _commit, _HeldConnection
@@ -47,14 +46,13 @@ class AsyncInboxWriter:
         max_batch: int = 500,
         timeout: float = 15.0,
     ) -> None:
-        self._session_factory = session_factory
         self._on_committed = on_committed
         self._max_batch = max_batch
         self._timeout = timeout
         self._waiting: list[_Queued] = []
         self._leader: asyncio.Task[None] | None = None
         self._idle: asyncio.TimerHandle | None = None
-        self._held = _HeldConnection(self._engine)
+        self._held = _HeldConnection(session_factory)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inbox-writer")
 
     async def write(self, provider: str, body: bytes) -> int:
@@ -116,7 +114,3 @@ class AsyncInboxWriter:
             self._idle.cancel()
         await asyncio.get_running_loop().run_in_executor(self._thread, self._held.release)
         self._thread.shutdown(wait=True)
-
-    def _engine(self) -> Engine:
-        with self._session_factory() as session:
-            return session.get_bind()  # type: ignore[return-value]

@@ -114,7 +114,7 @@ class InboxWriter:
         self._lock = threading.Lock()
         self._waiting: list[_Pending] = []
         self._leading = False
-        self._held = _HeldConnection(self._engine)
+        self._held = _HeldConnection(self.session_factory)
         self._owner_pid = os.getpid()
 
     def write(self, provider: str, body: bytes, timeout: float = 15.0) -> int:
@@ -167,10 +167,6 @@ class InboxWriter:
             pending.settle(row_id)
         self._notify()
 
-    def _engine(self) -> Engine:
-        with self.session_factory() as session:
-            return session.get_bind()  # type: ignore[return-value]
-
     def _notify(self) -> None:
         try:
             self.on_committed()
@@ -181,8 +177,8 @@ class InboxWriter:
 class _HeldConnection:
     """A writer thread's connection, kept across batches: no pool checkout and pre-ping each."""
 
-    def __init__(self, engine: Callable[[], Engine]) -> None:
-        self._engine = engine
+    def __init__(self, session_factory: Callable[[], Session]) -> None:
+        self._session_factory = session_factory
         self._connection: Connection | None = None
 
     @property
@@ -197,6 +193,10 @@ class _HeldConnection:
                 connection.execution_options(isolation_level="AUTOCOMMIT")
             self._connection = connection
         return self._connection
+
+    def _engine(self) -> Engine:
+        with self._session_factory() as session:
+            return session.get_bind()  # type: ignore[return-value]
 
     def release(self, broken: bool = False) -> None:
         connection, self._connection = self._connection, None
