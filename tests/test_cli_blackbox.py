@@ -299,6 +299,31 @@ def test_serve_answers_health_and_webhooks_and_stops_on_sigterm(tmp_path):
     assert answers[0][1]["inbox_id"] < answers[1][1]["inbox_id"]
 
 
+def test_serve_bounds_the_connections_a_process_holds_and_answers_503_beyond(tmp_path):
+    """As gunicorn's own workers do (`--worker-connections`): a flood is refused with a status the
+    provider retries, not held in memory, and the process serves again once it passes."""
+    port = free_port()
+    env = clean_env(tmp_path / "var", GUNICORN_CMD_ARGS="--worker-connections 3")
+    command = [sys.executable, "manage.py", "serve", "--port", str(port), "--workers", "1"]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    held: list[socket.socket] = []
+    try:
+        wait_for(lambda: _healthy(f"http://127.0.0.1:{port}"), timeout=90, interval=0.3)
+        for _ in range(2):  # two webhooks whose bodies never come: the process holds both
+            connection = socket.create_connection(("127.0.0.1", port), timeout=30)
+            connection.sendall(b"POST /webhooks/17track HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+            held.append(connection)
+        time.sleep(0.5)
+        beyond = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=30).status_code
+        for connection in held:
+            connection.close()
+        after = wait_for(lambda: _healthy(f"http://127.0.0.1:{port}"), timeout=30, interval=0.3)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    assert (beyond, after) == (503, True)
+
+
 def _webhooks_on_one_idle_connection(port: int, idle_seconds: float) -> list[tuple[int, dict]]:
     import http.client
 

@@ -23,7 +23,7 @@ def _gunicorn(host: str, port: int, workers: int, threads: int) -> list[str]:
     command = [
         sys.executable, "-m", "gunicorn", "lifecycle.asgi:app",
         "--bind", f"{host}:{port}", "--workers", str(workers),
-        "--worker-class", "uvicorn_worker.UvicornWorker", "--env", f"WEB_THREADS={threads}",
+        "--worker-class", "lifecycle.web.worker.ServeWorker", "--env", f"WEB_THREADS={threads}",
         # Keep-alive as nginx's default: a provider's pooled connection, idle a few seconds between
         # deliveries, is not closed just as it is reused (gunicorn's 2 s invites that race, and
         # an event loop closes an expired connection before reading what arrived on it).
