@@ -5,7 +5,9 @@ stack (werkzeug's dispatcher pattern): it is the busiest route by far, and Flask
 machinery (request context, routing, response object) cost as much as the work itself. Every other
 request, and a POST for a provider no adapter serves, goes on to Flask unchanged. The adapter says
 whether the request is authentic and whether the body has its provider's shape; the answer is 200
-only once the body is committed to the inbox (invariant 1).
+only once the body is committed to the inbox (invariant 1). This is the front door of
+`lifecycle.wsgi:app`; `manage.py serve` answers webhooks on an event loop instead
+(lifecycle/web/asgi.py), with the same checks (`judge`) and answers.
 """
 
 from __future__ import annotations
