@@ -41,9 +41,13 @@ def test_one_of_is_one_statement_text_whatever_the_number_of_values_on_postgresq
             stmt = select(Shipment.id).where(
                 one_of(session, Shipment.number, [f"N{i}" for i in range(count)])
             )
-            return str(stmt.compile(dialect=postgresql.psycopg.dialect()))
+            # As executed: an IN list is expanded into one placeholder per value at this step.
+            compiled = stmt.compile(
+                dialect=postgresql.psycopg.dialect(), compile_kwargs={"render_postcompile": True}
+            )
+            return str(compiled)
 
-        assert sql(1) == sql(500) and "ANY" in sql(1)
+        assert sql(1) == sql(500)
 
 
 def test_rows_written_over_arrays_get_defaults_json_and_utc_times(app):
