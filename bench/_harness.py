@@ -31,8 +31,11 @@ API_KEY = "benchkey"
 PYTHON = sys.executable
 # lifecycle.celery.QUEUES: drain signals go to "inbox", provider flushes to "provider".
 CELERY_QUEUES = ("lifecycle", "inbox", "provider")
-# Identical for both sides of every comparison: `manage.py serve`'s own command line, defaults included.
-from lifecycle.cli.processes import SERVE_THREADS, SERVE_WORKERS, _gunicorn  # noqa: E402
+from config.settings import Settings  # noqa: E402
+from lifecycle.cli.processes import SERVE_WORKERS, _gunicorn  # noqa: E402
+
+# As many threads as `serve` gives Flask by default (WEB_THREADS).
+SERVE_THREADS: int = Settings.model_fields["web_threads"].default
 
 
 def free_port() -> int:
@@ -77,7 +80,7 @@ def plain_url(database_url: str) -> str:
 
 def ours(port: int) -> list[str]:
     """Our service, as `manage.py serve` runs it (its own command line and defaults)."""
-    return _gunicorn("127.0.0.1", port, SERVE_WORKERS, SERVE_THREADS)
+    return _gunicorn("127.0.0.1", port, SERVE_WORKERS)
 
 
 def bare_flask(port: int) -> list[str]:

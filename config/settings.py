@@ -165,7 +165,7 @@ class Settings(BaseSettings):
     metrics_port: int = Field(0, ge=0, le=65535)
     # gunicorn's access log (one line per request) costs some 50 µs of CPU a request: opt-in.
     access_log: bool = False
-    # Threads per web process for the Flask routes (admin, API, health); `serve --threads` sets it.
+    # Threads per web process for the Flask routes (admin, API, health); `serve --threads` overrides it.
     # Webhooks need none: they are answered on the process's event loop (lifecycle/web/asgi.py).
     web_threads: int = Field(16, ge=1, le=512)
 

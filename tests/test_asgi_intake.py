@@ -9,8 +9,11 @@ other route reaching Flask unchanged.
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as hs
 from sqlalchemy import func, select
 
 from lifecycle.extensions import db
@@ -20,7 +23,7 @@ from lifecycle.web.asgi import WebhookIntakeAsgi
 from simulators.seventeentrack import pushes
 from tests.asgi_client import AsgiClient, intake_client
 from tests.conftest import API_KEY
-from tests.helpers import count, delivered
+from tests.helpers import count, delivered, wait_for
 
 
 def signed(number: str) -> tuple[bytes, dict[str, str]]:
@@ -105,3 +108,56 @@ def test_shutdown_waits_for_the_batch_in_flight_and_returns_its_connection(app):
     assert count(InboxEvent) == 1
     assert db.engine.pool.checkedout() == 0  # type: ignore[union-attr]
     assert intake.writer._thread._shutdown
+
+
+LATIN1 = hs.characters(max_codepoint=255)  # what a header value can decode to (latin-1, PEP 3333 too)
+FUZZ = settings(
+    max_examples=60, deadline=None, database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)  # fmt: skip
+
+
+@FUZZ
+@given(
+    provider=hs.sampled_from(["17track", "cargoai"]),
+    credential=hs.none() | hs.text(LATIN1, max_size=80),
+    declared=hs.none() | hs.text(LATIN1, max_size=12) | hs.integers(-5, 10**30).map(str),
+    chunks=hs.integers(1, 5),
+    body=hs.binary(max_size=2000)
+    | hs.sampled_from([pushes.encode(delivered("RR123456789CN")), b"{}", b"[]"]),
+    signed_right=hs.booleans(),
+)
+def test_any_headers_and_framing_get_an_answer_below_500_and_only_200s_are_stored(
+    app, asgi, provider, credential, declared, chunks, body, signed_right
+):
+    headers = {}
+    if signed_right and provider == "17track":
+        headers["sign"] = st.sign(body, API_KEY)
+    elif credential is not None:
+        headers["sign" if provider == "17track" else "cargoai-api-key"] = credential
+    if declared is not None:
+        headers["content-length"] = declared
+    before = count(InboxEvent)
+    answer = asgi.post(f"/webhooks/{provider}", body, headers, chunks=chunks)
+    assert answer is not None and answer.status_code < 500 or answer.status_code == 503, (answer, headers)
+    assert answer.json["message" if answer.status_code != 200 else "status"]
+    assert count(InboxEvent) - before == (answer.status_code == 200)
+
+
+def test_a_webhook_whose_commit_takes_too_long_is_503_and_its_neighbours_are_unharmed(app):
+    """The provider retries the 503; the row still commits once the database answers (a duplicate
+    the inbox tolerates, as any retry), and the next webhook is served as usual."""
+    client = AsgiClient(WebhookIntakeAsgi(app, flask_threads=2))
+    writer = client.app.writer
+    writer._timeout = 0.3
+    database_busy = threading.Event()
+    writer._thread.submit(database_busy.wait, 30)  # the database thread is held up
+    try:
+        answer = client.post("/webhooks/17track", *signed("RR123456789CN"))
+        assert answer.status_code == 503 and answer.json["error"] == "storage_unavailable"
+    finally:
+        database_busy.set()
+    wait_for(lambda: count(InboxEvent) == 1, timeout=30)
+    writer._timeout = 15.0
+    assert client.post("/webhooks/17track", *signed("RR2")).status_code == 200
+    client.close()

@@ -281,22 +281,37 @@ def test_simulate_runs_the_service_until_settled(tmp_path):
     assert _snapshot(ROOT / "var") == repo_var_before  # the repository's own var/ is not touched
 
 
-def test_serve_answers_health_and_webhooks_and_stops_on_sigterm(tmp_path):
+def test_serve_answers_health_and_webhooks_logs_access_and_stops_on_sigterm(tmp_path):
     port = free_port()
-    env = clean_env(tmp_path / "var")
+    env = clean_env(tmp_path / "var", ACCESS_LOG="true")
     command = [sys.executable, "manage.py", "serve", "--port", str(port), "--workers", "1"]
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         wait_for(lambda: _healthy(f"http://127.0.0.1:{port}"), timeout=90, interval=0.3)
         answers = _webhooks_on_one_idle_connection(port, idle_seconds=3.0)
     finally:
         process.send_signal(signal.SIGTERM)
-        process.wait(timeout=60)
-    assert process.returncode == 0
+        out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err[-2000:]
     # A provider's kept-alive connection, idle for a few seconds between deliveries, is still
     # served (gunicorn's 2 s default would have closed it, and the next delivery would fail).
     assert [status for status, _ in answers] == [200, 200]
     assert answers[0][1]["inbox_id"] < answers[1][1]["inbox_id"]
+    # ACCESS_LOG=true (README): a line per request, in the service's format.
+    assert (out + err).count('"POST /webhooks/17track HTTP/1.1" 200') == 2, (out + err)[-2000:]
+
+
+def test_web_threads_come_from_the_environment_and_serve_checks_its_option(tmp_path):
+    env = clean_env(tmp_path / "var", WEB_THREADS="5")
+    probe = "from lifecycle.asgi import app; print(app.downstream.executor._max_workers)"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0 and result.stdout.split()[-1] == "5", result.stderr[-2000:]
+    refused = manage(env, "serve", "--threads", "0", "--port", str(free_port()))
+    assert refused.returncode == 2 and "--threads" in refused.stderr and "Traceback" not in refused.stderr
 
 
 def test_serve_bounds_the_connections_a_process_holds_and_answers_503_beyond(tmp_path):

@@ -17,6 +17,7 @@ from lifecycle.inbox.models import InboxEvent
 from lifecycle.providers.cargoai import webhook as cargoai
 from lifecycle.providers.seventeentrack import webhook as st
 from simulators.seventeentrack import pushes
+from tests.asgi_client import intake_client
 from tests.conftest import API_KEY
 from tests.helpers import count, delivered
 
@@ -33,24 +34,29 @@ def _signed(client, body: bytes):  # type: ignore[no-untyped-def]
     return client.post("/webhooks/17track", data=body, headers={"sign": st.sign(body, API_KEY)})
 
 
+@pytest.mark.parametrize("intake", ["wsgi", "asgi"])
 @pytest.mark.parametrize("sign", ["é" * 64, "\u00ff", "ab\u00e9cd"])
-def test_non_ascii_sign_header_is_401(app, client, sign):
-    response = client.post("/webhooks/17track", data=pushes.encode(delivered("RR1")), headers={"sign": sign})
+def test_non_ascii_sign_header_is_401(app, intake, sign):
+    with intake_client(app, intake) as client:
+        response = client.post(
+            "/webhooks/17track", data=pushes.encode(delivered("RR1")), headers={"sign": sign}
+        )
     assert response.status_code == 401 and response.json["error"] == "bad_signature"
 
 
+@pytest.mark.parametrize("intake", ["wsgi", "asgi"])
 @pytest.mark.parametrize("auth", ["hmac", "bearer"])
-def test_non_ascii_cargoai_credentials_are_401(settings_factory, auth):
+def test_non_ascii_cargoai_credentials_are_401(settings_factory, auth, intake):
     app = create_app(
         settings_factory(cargoai_callback_auth=auth, cargoai_api_key=CARGOAI_KEY, cargoai_callback_token="t")
     )
     body = b'{"awb":"000-12345675","events":[]}'
     header = {"cargoai-api-key": "ÿé"} if auth == "hmac" else {"Authorization": "Bearer é"}
-    response = app.test_client().post("/webhooks/cargoai", data=body, headers=header)
-    assert response.status_code == 401
     good = {"cargoai-api-key": cargoai.hmac_signature(body, CARGOAI_KEY)}
-    if auth == "hmac":
-        assert app.test_client().post("/webhooks/cargoai", data=body, headers=good).status_code == 200
+    with intake_client(app, intake) as client:
+        assert client.post("/webhooks/cargoai", data=body, headers=header).status_code == 401
+        if auth == "hmac":
+            assert client.post("/webhooks/cargoai", data=body, headers=good).status_code == 200
 
 
 @pytest.mark.parametrize(

@@ -12,18 +12,18 @@ from config.settings import PROJECT_ROOT
 CELERY = [sys.executable, "-m", "celery", "-A", "workers.celery_app"]
 
 
-# `serve`'s defaults; bench/_harness.py runs both sides of its comparisons with them.
+# `serve`'s default; bench/_harness.py runs both sides of its comparisons with it.
 SERVE_WORKERS = 2
-SERVE_THREADS = 16
 
 
-def _gunicorn(host: str, port: int, workers: int, threads: int) -> list[str]:
+def _gunicorn(host: str, port: int, workers: int, threads: int | None = None) -> list[str]:
     """`serve`'s command line: gunicorn supervising uvicorn's workers, each an event loop that
-    answers webhooks itself (lifecycle/web/asgi.py) and runs Flask's routes in `threads` threads."""
+    answers webhooks itself (lifecycle/web/asgi.py) and runs Flask's routes in WEB_THREADS threads
+    (`threads`, when given, instead)."""
     command = [
         sys.executable, "-m", "gunicorn", "lifecycle.asgi:app",
         "--bind", f"{host}:{port}", "--workers", str(workers),
-        "--worker-class", "lifecycle.web.worker.ServeWorker", "--env", f"WEB_THREADS={threads}",
+        "--worker-class", "lifecycle.web.worker.ServeWorker",
         # Keep-alive as nginx's default: a provider's pooled connection, idle a few seconds between
         # deliveries, is not closed just as it is reused (gunicorn's 2 s invites that race, and
         # an event loop closes an expired connection before reading what arrived on it).
@@ -32,6 +32,8 @@ def _gunicorn(host: str, port: int, workers: int, threads: int) -> list[str]:
         # gunicorn's own lines in the service's format (LOG_FORMAT), secrets masked.
         "--logger-class", "lifecycle.observability.logs.GunicornLogger",
     ]  # fmt: skip
+    if threads is not None:
+        command += ["--env", f"WEB_THREADS={threads}"]
     from config.settings import get_settings
 
     if get_settings().access_log:
@@ -94,7 +96,7 @@ def run(host: str, port: int) -> None:
     for warning in provider_warnings(get_settings()):
         click.echo(f"warning: {warning}", err=True)
     click.echo(f"lifecycle: http://{host}:{port}  (Ctrl-C stops everything)")
-    web = _gunicorn(host, port, workers=1, threads=16)
+    web = _gunicorn(host, port, workers=1)
     worker = [*CELERY, "worker", "--beat", "--pool", "threads", "--concurrency", "2", "--loglevel", "INFO"]
     supervisor = Supervisor({"web": web, "worker": worker}, cwd=PROJECT_ROOT, echo=click.echo)
     sys.exit(supervisor.run())
@@ -104,8 +106,12 @@ def run(host: str, port: int) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=SERVE_WORKERS, show_default=True, type=int)
-@click.option("--threads", default=SERVE_THREADS, show_default=True, type=int)
-def serve(host: str, port: int, workers: int, threads: int) -> None:
+@click.option(
+    "--threads",
+    type=click.IntRange(1, 512),
+    help="Threads per process for the Flask routes [default: WEB_THREADS, 16]",
+)
+def serve(host: str, port: int, workers: int, threads: int | None) -> None:
     """Serve the web app with gunicorn and uvicorn's workers (production)."""
     _check_port(host, port)
     _database_ready(upgrade_embedded=True)

@@ -67,8 +67,10 @@ class AsyncInboxWriter:
                 self._idle.cancel()
                 self._idle = None
             self._leader = loop.create_task(self._lead())
-        # Shielded: a request that gives up (timeout, client gone) must not cancel the others' batch.
-        return await asyncio.wait_for(asyncio.shield(queued.future), self._timeout)
+        # Giving up cancels this request's own future only: the batch runs in the leader's task, which
+        # skips a future that is already done.
+        async with asyncio.timeout(self._timeout):
+            return await queued.future
 
     async def _lead(self) -> None:
         loop = asyncio.get_running_loop()

@@ -47,13 +47,9 @@ def record_transitions(
 ) -> int:
     """Insert one event per told transition, and a delivery per subscribed endpoint; returns deliveries.
 
-    `shipments`: the batch's, by id, already loaded and locked by the applier."""
+    `shipments`: the batch's by id, loaded and locked by the applier (every transition is of one)."""
     now = utcnow()
-    events = [
-        _event_row(shipments.get(row["shipment_id"]) or session.get(Shipment, row["shipment_id"]), row, now)
-        for row in transitions
-        if event_type(row)
-    ]
+    events = [_event_row(shipments[row["shipment_id"]], row, now) for row in transitions if event_type(row)]
     if not events:
         return 0
     endpoints = subscribed_endpoints(session)
@@ -99,10 +95,10 @@ def _delivery_row(endpoint_id: int, event_id: int, shipment_id: int | None, now:
     }
 
 
-def _event_row(shipment: Shipment | None, transition: dict[str, Any], now: datetime) -> dict[str, Any]:
+def _event_row(shipment: Shipment, transition: dict[str, Any], now: datetime) -> dict[str, Any]:
     kind = event_type(transition)
     public_id = f"msg_{uuid.uuid4().hex}"
-    data = shipment_json(shipment) if shipment is not None else {}
+    data = shipment_json(shipment)
     # A batch may move one shipment twice: each event shows the status of its own transition.
     data |= {"status": transition["to_status"], "sub_status": transition["sub_status"]}
     payload = {

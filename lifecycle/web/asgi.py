@@ -19,7 +19,7 @@ from typing import Any
 
 from a2wsgi import WSGIMiddleware
 from flask import Flask
-from werkzeug.datastructures import Headers
+from werkzeug.datastructures import EnvironHeaders
 
 from lifecycle.inbox.async_writer import AsyncInboxWriter
 from lifecycle.observability.logs import bound_environ
@@ -55,13 +55,10 @@ class WebhookIntakeAsgi:
         adapter = registry.find(path[len(webhooks.PREFIX) :]) if path.startswith(webhooks.PREFIX) else None
         if scope["type"] != "http" or adapter is None or scope["method"] != "POST":
             return await self.downstream(scope, receive, send)
-        headers = Headers(
-            [(name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]]
-        )
-        request_id = headers.get("x-request-id")
-        with bound_environ({"HTTP_X_REQUEST_ID": request_id} if request_id else {}):
+        environ = header_environ(scope["headers"])
+        with bound_environ(environ):  # log lines carry the request's id, as on the WSGI path
             try:
-                status, body = await self.receive(adapter, headers, receive)
+                status, body = await self.receive(adapter, EnvironHeaders(environ), receive)
             except ClientGone:
                 return
             except Exception:  # a defect, answered as Flask would answer it, and logged
@@ -71,7 +68,7 @@ class WebhookIntakeAsgi:
                     "headers": [_JSON, (b"content-length", b"%d" % len(body))]})  # fmt: skip
         await send({"type": "http.response.body", "body": body})
 
-    async def receive(self, adapter: Provider, headers: Headers, receive: Receive) -> webhooks.Answer:
+    async def receive(self, adapter: Provider, headers: EnvironHeaders, receive: Receive) -> webhooks.Answer:
         try:
             raw = await read_body(receive, headers.get("content-length"), self.limit)
         except webhooks.TooLarge:
@@ -97,9 +94,23 @@ class WebhookIntakeAsgi:
                 return
 
 
+def header_environ(headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    """The request's headers as a WSGI server puts them in the environ (`HTTP_SIGN`,
+    `CONTENT_LENGTH`, repeated ones joined by commas), so that the adapters read them through the
+    same werkzeug view as on the WSGI path, whatever bytes they hold."""
+    environ: dict[str, Any] = {}
+    for raw_name, raw_value in headers:
+        name = raw_name.decode("latin-1").upper().replace("-", "_")
+        key = name if name in ("CONTENT_LENGTH", "CONTENT_TYPE") else f"HTTP_{name}"
+        value = raw_value.decode("latin-1")
+        environ[key] = f"{environ[key]},{value}" if key in environ else value
+    return environ
+
+
 async def read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
     """The whole body; TooLarge as soon as it is known to be over `limit`, announced or not."""
-    if declared and declared.isdigit() and int(declared) > limit:
+    # The server has checked the header's syntax; the read below enforces the limit whatever it says.
+    if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise webhooks.TooLarge
     chunks: list[bytes] = []
     size = 0
