@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Column, ColumnElement, Table, TypeDecorator, any_, bindparam, text
@@ -17,6 +18,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
+
+from lifecycle.db import UTCDateTime
 
 # PostgreSQL's deadlock and serialization failures: the whole batch may simply be retried.
 RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
@@ -84,9 +87,14 @@ def _pg_unnest_insert(
 
 
 def update_by_id(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
-    """On PostgreSQL (psycopg): one `UPDATE … FROM unnest(arrays)` setting each row's given columns
-    (every row gives the same ones, its id among them), a statement prepared once."""
+    """Set each row's given columns (every row gives the same ones, its id among them). On PostgreSQL
+    (psycopg) one `UPDATE … FROM unnest(arrays)`, a statement prepared once; else executemany."""
     if not rows:
+        return
+    if not is_psycopg(session):
+        stmt = table.update().where(table.c.id == bindparam("_id"))
+        params = [{"_id": row["id"]} | {k: v for k, v in row.items() if k != "id"} for row in rows]
+        session.execute(stmt, params)
         return
     sql, columns = _unnest_update_sql(table, tuple(rows[0]))
     arrays = [_column_array(column, rows) for column in columns]
@@ -162,24 +170,32 @@ def _column_array(column: Column, rows: Sequence[dict[str, Any]]) -> list[Any]:
     if _python_default(column):
         default = column.default
         fill = default.arg if default.is_callable else (lambda _context, value=default.arg: value)  # type: ignore[union-attr]
-        return [convert(row[name] if name in row else fill(None)) for row in rows]
-    return [convert(row.get(name)) for row in rows]
+        values = [row[name] if name in row else fill(None) for row in rows]
+    else:
+        values = [row.get(name) for row in rows]
+    return values if convert is None else [convert(value) for value in values]
 
 
 @functools.cache
-def _converter(column: Column) -> Callable[[Any], Any]:
-    # Decided once per column, not per cell: a batch binds thousands of cells.
+def _converter(column: Column) -> Callable[[Any], Any] | None:
+    """How a column's values are bound (None: as they are). Decided once per column, not per cell:
+    a batch binds thousands of cells."""
     kind = column.type
+    if isinstance(kind, UTCDateTime):
+        return _naive_utc
     if isinstance(kind, TypeDecorator):
         return functools.partial(kind.process_bind_param, dialect=_PG_DIALECT)
     if isinstance(kind, sqltypes.JSON):
         # none_as_null is off on our JSON columns: None is stored as JSON null, as SQLAlchemy does.
         return json.dumps
-    return _same
+    return None
 
 
-def _same(value: Any) -> Any:
-    return value
+def _naive_utc(value: datetime | None) -> datetime | None:
+    # UTCDateTime.process_bind_param without the call through the type for the usual case.
+    if value is not None and value.tzinfo is UTC:
+        return value.replace(tzinfo=None)
+    return UTCDateTime().process_bind_param(value, _PG_DIALECT)
 
 
 def one_of(session: Session, column: Any, values: Iterable[Any]) -> ColumnElement[bool]:

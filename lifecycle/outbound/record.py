@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 
 from lifecycle.db import utcnow
 from lifecycle.outbound.models import PENDING, Delivery, Endpoint, OutboundEvent
-from lifecycle.shipments.models import Shipment
 from lifecycle.shipments.queries import shipment_json
+from lifecycle.shipments.rows import ShipmentRow
 from lifecycle.sqlutil import insert_rows
 
 # Transition kinds that are told: a new status (typed by that status), a newer event without a
@@ -43,7 +43,7 @@ def event_type(transition: dict[str, Any]) -> str | None:
 
 
 def record_transitions(
-    session: Session, transitions: Sequence[dict[str, Any]], shipments: Mapping[int, Shipment]
+    session: Session, transitions: Sequence[dict[str, Any]], shipments: Mapping[int, ShipmentRow]
 ) -> int:
     """Insert one event per told transition, and a delivery per subscribed endpoint; returns deliveries.
 
@@ -95,7 +95,7 @@ def _delivery_row(endpoint_id: int, event_id: int, shipment_id: int | None, now:
     }
 
 
-def _event_row(shipment: Shipment, transition: dict[str, Any], now: datetime) -> dict[str, Any]:
+def _event_row(shipment: ShipmentRow, transition: dict[str, Any], now: datetime) -> dict[str, Any]:
     kind = event_type(transition)
     public_id = f"msg_{uuid.uuid4().hex}"
     data = shipment_json(shipment)

@@ -18,8 +18,8 @@ if TYPE_CHECKING:
 
     from config.settings import Settings
     from lifecycle.accounting.rules import BillableEvent
-    from lifecycle.shipments.models import Shipment
     from lifecycle.shipments.requests import Outcome, Registration, RegistrationPlan
+    from lifecycle.shipments.rows import ShipmentRow
 
 # What a canonical event does to its shipment.
 UPDATE = "update"  # a tracking event: may move the status (invariant 3)
@@ -181,11 +181,11 @@ class Provider(Protocol):
     def adopted(self, event: CanonicalEvent, now: datetime) -> dict[str, Any]:
         """Extra column values for a shipment first heard of through a webhook."""
 
-    def stop_row(self, shipment: Shipment) -> dict[str, Any] | None:
+    def stop_row(self, shipment: ShipmentRow) -> dict[str, Any] | None:
         """The outbox row that stops a delivered shipment, or None when it stopped it itself."""
 
     def update_cycle(
-        self, shipment: Shipment, key: str, tracked: bool, received_at: datetime
+        self, shipment: ShipmentRow, key: str, tracked: bool, received_at: datetime
     ) -> BillableEvent | None:
         """The billable event an applied update causes under per-cycle pricing, if any."""
 

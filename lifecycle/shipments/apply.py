@@ -1,7 +1,8 @@
 """Apply canonical events to shipments: the state machine of invariant 3, for every provider.
 
-Works on a whole inbox batch of one provider at once: shipments are loaded (and locked) in one
-query, adopted numbers inserted in one statement, transitions and operations in one each. What
+Works on a whole inbox batch of one provider at once: shipments are read and locked in one query
+as plain rows (`rows.py`), adopted numbers inserted in one statement, the changed shipments,
+transitions and operations written in one each. What
 differs between providers (how a delivered shipment is stopped, what an update costs, what an
 adopted row records) is asked of the provider's adapter.
 """
@@ -13,9 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import inspect, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
 from lifecycle.accounting.rules import BillableEvent
 from lifecycle.db import utcnow
@@ -24,15 +24,11 @@ from lifecycle.operations.service import cancel_pending
 from lifecycle.outbound import record as outbound
 from lifecycle.providers.base import STOPPED, UPDATE, CanonicalEvent, ParsedBody, Provider
 from lifecycle.shipments.models import UNKNOWN_CARRIER, Shipment, Transition
-from lifecycle.sqlutil import insert_ignoring_conflicts, insert_rows, is_psycopg, one_of, update_by_id
+from lifecycle.shipments.rows import ShipmentRow, lock_shipments, write_changed
+from lifecycle.sqlutil import insert_ignoring_conflicts, insert_rows, one_of
 from lifecycle.status import TERMINAL_STATUSES
 
 ACTIVE_TRACKING = ("pending", "tracking")
-# What the state machine changes on a shipment (updated_at: the column's onupdate, set here).
-_WRITTEN = (
-    "carrier", "carrier_name", "status", "sub_status", "tracking", "last_seen_at", "last_event_at",
-    "status_event_at", "last_event_description", "first_result_at", "stopped_at", "updated_at",
-)  # fmt: skip
 
 
 @dataclass
@@ -54,7 +50,7 @@ class BatchEffects:
 class _Batch:
     adapter: Provider
     effects: BatchEffects
-    shipments: dict[tuple[str, int], Shipment]
+    shipments: dict[tuple[str, int], ShipmentRow]
 
 
 def apply_bodies(
@@ -72,7 +68,7 @@ def apply_bodies(
     for inbox_id, body in bodies:
         outcomes = [_apply_event(batch, event, inbox_id) for event in body.events]
         effects.outcomes[inbox_id] = _row_outcome(body, outcomes)
-    _write_shipments(session, batch.shipments.values())
+    write_changed(session, batch.shipments.values())
     if effects.transitions:
         insert_rows(session, Transition.__table__, effects.transitions)
         by_id = {shipment.id: shipment for shipment in batch.shipments.values()}
@@ -82,30 +78,6 @@ def apply_bodies(
     cancel_pending(session, effects.stopped_shipment_ids, stop_kinds)
     cancel_pending(session, effects.resumed_shipment_ids, stop_kinds, reason="moving again after delivery")
     return effects
-
-
-def _write_shipments(session: Session, shipments: Iterable[Shipment]) -> None:
-    """On PostgreSQL, the batch's changed shipments in one UPDATE instead of the ORM's flush (one
-    statement per shipment). Objects changed beyond what the state machine writes, and SQLite, are
-    left to the flush. The objects stay "modified", so a rolled-back savepoint still expires them."""
-    if not is_psycopg(session):
-        return
-    now, written = utcnow(), set(_WRITTEN)
-    changed = []
-    for shipment in {id(s): s for s in shipments}.values():
-        state = inspect(shipment)
-        if state.modified and not state.expired_attributes and state.committed_state.keys() <= written:
-            shipment.updated_at = now
-            changed.append(shipment)
-    rows = [_written_row(shipment) for shipment in changed]
-    for shipment, row in zip(changed, rows, strict=True):
-        for column in _WRITTEN:  # as though just loaded: the flush has nothing left to write
-            set_committed_value(shipment, column, row[column])
-    update_by_id(session, Shipment.__table__, rows)
-
-
-def _written_row(shipment: Shipment) -> dict[str, Any]:
-    return {"id": shipment.id} | {column: getattr(shipment, column) for column in _WRITTEN}
 
 
 def _row_outcome(body: ParsedBody, outcomes: list[str]) -> str:
@@ -124,7 +96,7 @@ def _apply_event(batch: _Batch, event: CanonicalEvent, inbox_id: int) -> str:
     return "unknown_event"
 
 
-def _resolve(shipments: dict[tuple[str, int], Shipment], event: CanonicalEvent) -> Shipment:
+def _resolve(shipments: dict[tuple[str, int], ShipmentRow], event: CanonicalEvent) -> ShipmentRow:
     exact = shipments.get((event.number, event.carrier))
     if exact is not None:
         return exact
@@ -142,7 +114,7 @@ def _resolve(shipments: dict[tuple[str, int], Shipment], event: CanonicalEvent) 
 
 def _load_or_adopt(
     session: Session, adapter: Provider, events: Iterable[CanonicalEvent]
-) -> dict[tuple[str, int], Shipment]:
+) -> dict[tuple[str, int], ShipmentRow]:
     events = list(events)
     known = lock_shipments(session, {e.number for e in events}, adapter.name)
     numbers_known = {number for number, _ in known}
@@ -171,19 +143,8 @@ def _adopted_row(adapter: Provider, event: CanonicalEvent, now: datetime) -> dic
     return row | adapter.adopted(event, now)
 
 
-def lock_shipments(session: Session, numbers: set[str], provider: str) -> dict[tuple[str, int], Shipment]:
-    # Locking in id order keeps two workers' batches from deadlocking on each other.
-    stmt = (
-        select(Shipment)
-        .where(Shipment.provider == provider, one_of(session, Shipment.number, sorted(numbers)))
-        .order_by(Shipment.id)
-        .with_for_update()
-    )
-    return {(s.number, s.carrier): s for s in session.scalars(stmt)}
-
-
 def _existing_keys(
-    session: Session, shipments: Iterable[Shipment], events: list[CanonicalEvent]
+    session: Session, shipments: Iterable[ShipmentRow], events: list[CanonicalEvent]
 ) -> set[tuple[int, str]]:
     ids = [s.id for s in shipments]
     keys = {e.dedupe_key for e in events if e.dedupe_key}
@@ -206,7 +167,7 @@ def _is_newer(last: datetime | None, status: str, event: CanonicalEvent) -> bool
     return event.event_time == last and status not in TERMINAL_STATUSES
 
 
-def _apply_update(batch: _Batch, shipment: Shipment, event: CanonicalEvent, inbox_id: int) -> str:
+def _apply_update(batch: _Batch, shipment: ShipmentRow, event: CanonicalEvent, inbox_id: int) -> str:
     effects, key = batch.effects, event.dedupe_key
     shipment.last_seen_at = utcnow()
     if (shipment.id, key) in effects.seen_keys:
@@ -238,7 +199,7 @@ def _apply_update(batch: _Batch, shipment: Shipment, event: CanonicalEvent, inbo
     return "applied" if event.status else "unknown_status"
 
 
-def _charge_cycle(batch: _Batch, shipment: Shipment, key: str, inbox_id: int) -> None:
+def _charge_cycle(batch: _Batch, shipment: ShipmentRow, key: str, inbox_id: int) -> None:
     tracked = shipment.tracking in ACTIVE_TRACKING and shipment.status != "delivered"
     received_at = batch.effects.received.get(inbox_id) or utcnow()
     cycle = batch.adapter.update_cycle(shipment, key, tracked, received_at)
@@ -246,7 +207,7 @@ def _charge_cycle(batch: _Batch, shipment: Shipment, key: str, inbox_id: int) ->
         batch.effects.billable.append(cycle)
 
 
-def _how_it_applies(shipment: Shipment, event: CanonicalEvent) -> tuple[bool, bool]:
+def _how_it_applies(shipment: ShipmentRow, event: CanonicalEvent) -> tuple[bool, bool]:
     """(newer than the last event, sets the status). An older event still sets the status when the
     events since carried statuses we do not know: the status keeps its own watermark, so any order
     of arrival ends in the same state."""
@@ -257,7 +218,7 @@ def _how_it_applies(shipment: Shipment, event: CanonicalEvent) -> tuple[bool, bo
     return newer, newer or _is_newer(shipment.status_event_at, shipment.status, event)
 
 
-def _set_status(batch: _Batch, shipment: Shipment, to_status: str) -> None:
+def _set_status(batch: _Batch, shipment: ShipmentRow, to_status: str) -> None:
     """The status, and the auto-stop it implies: queued on delivery, withdrawn (while unsent) when a
     newer event shows the parcel moving again, as a return after a delivery scan does."""
     was, effects = shipment.status, batch.effects
@@ -279,7 +240,7 @@ def _set_status(batch: _Batch, shipment: Shipment, to_status: str) -> None:
         effects.resumed_shipment_ids.append(shipment.id)
 
 
-def _apply_stopped(effects: BatchEffects, shipment: Shipment, event: CanonicalEvent, inbox_id: int) -> str:
+def _apply_stopped(effects: BatchEffects, shipment: ShipmentRow, event: CanonicalEvent, inbox_id: int) -> str:
     if shipment.tracking == "stopped":
         return "duplicate"
     effects.transitions.append(
@@ -303,7 +264,7 @@ def _apply_stopped(effects: BatchEffects, shipment: Shipment, event: CanonicalEv
 
 
 def _transition_row(
-    shipment: Shipment, event: CanonicalEvent, inbox_id: int, kind: str, to_status: str
+    shipment: ShipmentRow, event: CanonicalEvent, inbox_id: int, kind: str, to_status: str
 ) -> dict[str, Any]:
     return {
         "shipment_id": shipment.id,

@@ -12,13 +12,14 @@ from sqlalchemy.orm import Session
 from lifecycle.db import utcnow
 from lifecycle.providers import numbers
 from lifecycle.shipments.models import UNKNOWN_CARRIER, Shipment, Transition
+from lifecycle.shipments.rows import AnyShipment
 
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 
-def shipment_json(shipment: Shipment) -> dict[str, Any]:
+def shipment_json(shipment: AnyShipment) -> dict[str, Any]:
     return {
         "provider": shipment.provider,
         "number": shipment.number,

@@ -16,8 +16,8 @@ if TYPE_CHECKING:
     from lifecycle.accounting.rules import BillableEvent
     from lifecycle.providers.cargoai.client import CargoAiClient
     from lifecycle.providers.cargoai.sender import CargoAiSender
-    from lifecycle.shipments.models import Shipment
     from lifecycle.shipments.requests import Outcome, Registration, RegistrationPlan
+    from lifecycle.shipments.rows import ShipmentRow
 
 
 def canonical(number: str, event: webhook.AwbEvent) -> CanonicalEvent:
@@ -93,12 +93,12 @@ class CargoAi:
     def adopted(self, event: CanonicalEvent, now: datetime) -> dict[str, Any]:
         return {"tracking_mode": "push"}
 
-    def stop_row(self, shipment: Shipment) -> dict[str, Any] | None:
+    def stop_row(self, shipment: ShipmentRow) -> dict[str, Any] | None:
         # A polled AWB simply stops being polled; a subscribed one is unsubscribed.
         return None if shipment.tracking_mode == "pull" else subscriptions.unsubscribe_row(shipment)
 
     def update_cycle(
-        self, shipment: Shipment, key: str, tracked: bool, received_at: datetime
+        self, shipment: ShipmentRow, key: str, tracked: bool, received_at: datetime
     ) -> BillableEvent | None:
         return None  # billed per subscription, not per update
 

@@ -17,6 +17,7 @@ from lifecycle.operations.models import Operation
 from lifecycle.providers.cargoai import awb
 from lifecycle.shipments.models import Shipment
 from lifecycle.shipments.requests import Outcome, Registration
+from lifecycle.shipments.rows import AnyShipment
 from lifecycle.sqlutil import insert_ignoring_conflicts
 
 PROVIDER = "cargoai"
@@ -113,7 +114,7 @@ def expire(shipment: Shipment, now: datetime) -> None:
     shipment.last_error = "CargoAi subscription expired after 3 weeks (renewal is off)"
 
 
-def unsubscribe_row(shipment: Shipment) -> dict[str, object]:
+def unsubscribe_row(shipment: AnyShipment) -> dict[str, object]:
     """The outbox row that ends an AWB's subscription, one per subscription: the DLV callback and
     the safety net decide the same business event, so they queue it once."""
     now = utcnow()

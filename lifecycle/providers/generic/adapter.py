@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from config.settings import Settings
     from lifecycle.accounting.rules import BillableEvent
     from lifecycle.shipments.requests import Registration, RegistrationPlan
+    from lifecycle.shipments.rows import ShipmentRow
 
 # A row in one of these states is being tracked here: registering its number again is refused.
 TRACKED = ("pending", "tracking", "stopping")
@@ -83,11 +84,11 @@ class Generic:
     def adopted(self, event: CanonicalEvent, now: datetime) -> dict[str, Any]:
         return {}
 
-    def stop_row(self, shipment: Shipment) -> dict[str, Any] | None:
+    def stop_row(self, shipment: ShipmentRow) -> dict[str, Any] | None:
         return None  # nothing to call: the shipment stops here
 
     def update_cycle(
-        self, shipment: Shipment, key: str, tracked: bool, received_at: datetime
+        self, shipment: ShipmentRow, key: str, tracked: bool, received_at: datetime
     ) -> BillableEvent | None:
         return None  # free
 

@@ -27,8 +27,8 @@ if TYPE_CHECKING:
     from lifecycle.accounting.rules import BillableEvent
     from lifecycle.providers.seventeentrack.client import SeventeenTrackClient
     from lifecycle.providers.seventeentrack.sender import Sender
-    from lifecycle.shipments.models import Shipment
     from lifecycle.shipments.requests import Outcome, Registration, RegistrationPlan
+    from lifecycle.shipments.rows import ShipmentRow
 
 # 17TRACK counts requests as they arrive; a slightly longer window absorbs network jitter (40 ms
 # either way) so that calls bunched in transit still never exceed the limit in any one second at
@@ -104,11 +104,11 @@ class SeventeenTrack:
     def adopted(self, event: CanonicalEvent, now: datetime) -> dict[str, Any]:
         return {"tag": event.tag}
 
-    def stop_row(self, shipment: Shipment) -> dict[str, Any] | None:
+    def stop_row(self, shipment: ShipmentRow) -> dict[str, Any] | None:
         return operations.stoptrack_row(shipment)
 
     def update_cycle(
-        self, shipment: Shipment, key: str, tracked: bool, received_at: datetime
+        self, shipment: ShipmentRow, key: str, tracked: bool, received_at: datetime
     ) -> BillableEvent | None:
         return billing.update_cycle(shipment, key, tracked, received_at)
 

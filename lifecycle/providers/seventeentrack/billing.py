@@ -14,6 +14,7 @@ from lifecycle.operations.models import Operation
 from lifecycle.providers.seventeentrack import webhook as st
 from lifecycle.providers.seventeentrack.kinds import QUOTA_ERRORS
 from lifecycle.shipments.models import Shipment
+from lifecycle.shipments.rows import AnyShipment
 
 PROVIDER = "17track"
 
@@ -70,7 +71,9 @@ def _register(op: Operation, item: dict, code: int | None, generation: int) -> l
     return [_event("register", key, op, lang=op.payload.get("lang"))]
 
 
-def update_cycle(shipment: Shipment, dedupe_key: str, tracked: bool, received_at: datetime) -> BillableEvent:
+def update_cycle(
+    shipment: AnyShipment, dedupe_key: str, tracked: bool, received_at: datetime
+) -> BillableEvent:
     """One status update cycle (a push that moved the shipment), for the per-cycle rule set.
 
     Dated by the push's arrival, so replaying the inbox charges it in the same month and bucket.

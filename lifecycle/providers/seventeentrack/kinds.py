@@ -20,17 +20,18 @@ from lifecycle.operations.models import Operation
 from lifecycle.providers.seventeentrack import webhook as st
 from lifecycle.providers.seventeentrack.webhook import PROVIDER
 from lifecycle.shipments.models import Shipment
+from lifecycle.shipments.rows import AnyShipment
 
 DONE, FAILED, HOLD = "done", "failed", "hold"
 STOPTRACK = "stoptrack"
 
 
-def registration_key(shipment: Shipment) -> str:
+def registration_key(shipment: AnyShipment) -> str:
     """Number, carrier and registration generation: what 17TRACK charges and tracks as one."""
     return f"{shipment.number}:{shipment.carrier}:{shipment.registration_generation}"
 
 
-def stoptrack_row(shipment: Shipment) -> dict[str, Any]:
+def stoptrack_row(shipment: AnyShipment) -> dict[str, Any]:
     """The outbox row that stops tracking a delivered shipment (one per registration)."""
     # A retracked number may be stopped once more, so the retrack is part of the business event.
     key = f"17track:stoptrack:{registration_key(shipment)}:{int(shipment.retracked)}"

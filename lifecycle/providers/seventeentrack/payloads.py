@@ -40,10 +40,11 @@ class LatestEvent(_Model):
 def _carrier_name(value: Any) -> str | None:
     """`tracking.providers[0].provider.name` (reference/17track.md §3.3), or None for any other shape:
     a display name is never worth failing a push for."""
-    try:
-        name = value["providers"][0]["provider"]["name"]
-    except (KeyError, IndexError, TypeError):
-        return None
+    # Looked up without raising: a push without a name is common, and an exception costs the drain.
+    providers = value.get("providers") if isinstance(value, dict) else None
+    first = providers[0] if isinstance(providers, list) and providers else None
+    provider = first.get("provider") if isinstance(first, dict) else None
+    name = provider.get("name") if isinstance(provider, dict) else None
     if not isinstance(name, str) or not name.strip():
         return None
     try:
