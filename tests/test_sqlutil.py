@@ -61,19 +61,29 @@ def test_rows_written_over_arrays_get_defaults_json_and_utc_times(app):
         events = [{"public_id": f"msg_{i}", "type": "delivered", "shipment_id": shipment_id,
                    "payload": {"n": i, "text": "é"}} for i in range(3)]  # fmt: skip
         insert_rows(session, OutboundEvent.__table__, events)
-        if session.get_bind().dialect.name == "postgresql":
-            at = datetime(2026, 5, 1, 14, 0, tzinfo=paris)
-            update_by_id(
-                session, Shipment.__table__, [{"id": shipment_id, "status": "delivered", "last_seen_at": at}]
-            )
+        at = datetime(2026, 5, 1, 14, 0, tzinfo=paris)
+        update_by_id(
+            session, Shipment.__table__, [{"id": shipment_id, "status": "delivered", "last_seen_at": at}]
+        )
     with db.new_session() as session:
         stored = session.scalars(select(OutboundEvent).order_by(OutboundEvent.public_id)).all()
         assert [e.payload for e in stored] == [{"n": i, "text": "é"} for i in range(3)]
         assert all(e.created_at is not None and e.created_at.tzinfo is UTC for e in stored)
-        if session.get_bind().dialect.name == "postgresql":
-            shipment = session.get(Shipment, shipment_id)
-            assert shipment.status == "delivered"
-            assert shipment.last_seen_at == datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+        shipment = session.get(Shipment, shipment_id)
+        assert shipment.status == "delivered"
+        assert shipment.last_seen_at == datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def test_update_by_id_refuses_a_naive_time_on_both_backends(app):
+    """A naive datetime is refused, never stored as if it were UTC (the arrays' fast path too)."""
+    with db.new_session() as session, session.begin():
+        session.add(Shipment(**_shipment("RR1")))
+        session.flush()
+        shipment_id = session.scalar(select(Shipment.id))
+        with pytest.raises(Exception, match="naive datetime"):
+            update_by_id(
+                session, Shipment.__table__, [{"id": shipment_id, "last_seen_at": datetime(2026, 5, 1)}]
+            )
 
 
 def test_utc_columns_store_naive_utc_and_refuse_naive_times():
