@@ -26,6 +26,7 @@ import random
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -69,20 +70,30 @@ def utcnow() -> datetime:
 
 def make_pushes(prefix: str, count: int) -> tuple[list[tuple[bytes, str]], dict[str, tuple[str, datetime]]]:
     """`count` signed bodies in posting order, and each number's expected (status, event time)."""
-    rng, base = random.Random(prefix), datetime(2025, 3, 1, tzinfo=UTC)
-    numbers = [f"{prefix}{j:07d}" for j in range(math.ceil(count / 4))]
     items: list[tuple[bytes, str]] = []
     expected: dict[str, tuple[str, datetime]] = {}
+    for number, body, status, when in iter_pushes(prefix, count):
+        items.append((body, st.sign(body, API_KEY)))
+        expected[number] = (status, when)
+    return items, expected
+
+
+def iter_pushes(prefix: str, count: int) -> Iterator[tuple[str, bytes, str, datetime]]:
+    """`count` (number, body, status, naive UTC event time) in posting order, over count/4 numbers:
+    each number's sequence step by step, the numbers shuffled within a step (the last push of a
+    number is its expected state). A generator, so a million pushes are never held at once."""
+    rng, base = random.Random(prefix), datetime(2025, 3, 1, tzinfo=UTC)
+    numbers = [f"{prefix}{j:07d}" for j in range(math.ceil(count / 4))]
+    made = 0
     for step in range(4):
         order = list(enumerate(numbers))
         rng.shuffle(order)
-        for j, number in order[: count - len(items)]:
+        for j, number in order[: count - made]:
             main, sub = SEQUENCES[j % 5][step].split("/")
             when = base + timedelta(seconds=j, hours=step)
             body = pushes.encode(pushes.tracking_updated(number, CARRIER, main, sub, when))
-            items.append((body, st.sign(body, API_KEY)))
-            expected[number] = (st.map_status(main, sub)[0], when.replace(tzinfo=None))  # type: ignore[assignment]
-    return items, expected
+            made += 1
+            yield number, body, st.map_status(main, sub)[0], when.replace(tzinfo=None)  # type: ignore[misc]
 
 
 def post_all(h: Harness, url: str, name: str, items: list[tuple[bytes, str]], timeout: float) -> dict:

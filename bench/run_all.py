@@ -34,7 +34,7 @@ OUT = BENCH_DIR / "out"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_URL = "redis://127.0.0.1:6379/3"
 # In the order of the table; each name is bench/<name>.py.
-BENCHES = ("webhook_ack", "e2e", "registration", "import_memory", "cli_startup")
+BENCHES = ("webhook_ack", "e2e", "drain_memory", "registration", "import_memory", "cli_startup")
 
 
 def missing_services() -> list[str]:
