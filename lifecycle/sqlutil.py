@@ -195,7 +195,10 @@ def _naive_utc(value: datetime | None) -> datetime | None:
     # UTCDateTime.process_bind_param without the call through the type for the usual case.
     if value is not None and value.tzinfo is UTC:
         return value.replace(tzinfo=None)
-    return UTCDateTime().process_bind_param(value, _PG_DIALECT)
+    return _UTC.process_bind_param(value, _PG_DIALECT)
+
+
+_UTC = UTCDateTime()
 
 
 def one_of(session: Session, column: Any, values: Iterable[Any]) -> ColumnElement[bool]:

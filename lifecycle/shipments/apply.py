@@ -1,10 +1,10 @@
 """Apply canonical events to shipments: the state machine of invariant 3, for every provider.
 
 Works on a whole inbox batch of one provider at once: shipments are read and locked in one query
-as plain rows (`rows.py`), adopted numbers inserted in one statement, the changed shipments,
-transitions and operations written in one each. What
-differs between providers (how a delivered shipment is stopped, what an update costs, what an
-adopted row records) is asked of the provider's adapter.
+as plain rows (`rows.py`), adopted numbers inserted in one statement, and the changed shipments,
+the transitions and the operations written in one statement each. What differs between providers
+(how a delivered shipment is stopped, what an update costs, what an adopted row records) is asked
+of the provider's adapter.
 """
 
 from __future__ import annotations
