@@ -9,6 +9,7 @@ machine it tells a slow figure from a busy one.
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import operator
@@ -109,6 +110,17 @@ def as_dicts(rows: list[Row]) -> list[dict]:
         return None if isinstance(value, float) and not math.isfinite(value) else value
 
     return [{k: clean(v) for k, v in asdict(r).items()} for r in rows]
+
+
+def arguments(doc: str | None, smoke: str) -> argparse.ArgumentParser:
+    """The options every bench script has (`--smoke`, what it shrinks to; `--json PATH`, for the
+    runner), under the script's docstring; each script adds its own."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help=smoke)
+    parser.add_argument(
+        "--json", metavar="PATH", help="also write the figures as JSON rows (bench/_report.py)"
+    )
+    return parser
 
 
 def emit(rows: list[Row], json_path: str | None, source: str) -> None:

@@ -8,7 +8,6 @@ most 0.3 s over the interpreter's start, `shipments` at most 0.6 s in all.
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import subprocess
@@ -19,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _report when imported from elsewhere
-from _report import emit, load, row  # noqa: E402
+from _report import arguments, emit, load, row  # noqa: E402
 
 
 def _timed(command: list[str], env: dict[str, str]) -> float:
@@ -29,12 +28,8 @@ def _timed(command: list[str], env: dict[str, str]) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = arguments(__doc__, smoke="3 rounds")
     parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--smoke", action="store_true", help="3 rounds")
-    parser.add_argument(
-        "--json", metavar="PATH", help="also write the figures as JSON rows (bench/_report.py)"
-    )
     args = parser.parse_args()
     rounds = 3 if args.smoke else args.rounds
     with tempfile.TemporaryDirectory() as var_dir:

@@ -16,7 +16,6 @@ rate. Checked: no row left pending or failed, and every number's final status an
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import time
@@ -24,7 +23,7 @@ from datetime import UTC, datetime
 
 import psycopg
 from _harness import API_KEY, BROKER_URL, Harness, plain_url, wait_until
-from _report import emit, load, row
+from _report import arguments, emit, load, row
 from _rss import TreeSampler, process_tree, rss_kib
 from e2e import CARRIER, iter_pushes
 
@@ -99,15 +98,9 @@ def verify(db: psycopg.Connection, expected: dict[str, tuple[str, datetime]]) ->
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = arguments(__doc__, smoke="2,000 pushes")
     parser.add_argument("--count", type=int, default=1_000_000, help="pushes in the backlog")
-    parser.add_argument("--smoke", action="store_true", help="2,000 pushes")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds allowed for the drain")
-    parser.add_argument(
-        "--json", metavar="PATH", help="also write the figures as JSON rows (bench/_report.py)"
-    )
     args = parser.parse_args()
     count = 2000 if args.smoke else args.count
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the simulator's access log

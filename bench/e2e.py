@@ -19,7 +19,6 @@ one stopped at the simulator. Stoptrack timing is reported apart from the main f
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import random
@@ -45,7 +44,7 @@ from _harness import (
     wait_until,
     write_pushes,
 )
-from _report import emit, load
+from _report import arguments, emit, load
 from _rss import TreeSampler
 
 # `lifecycle` and `simulators` are importable because _harness put the project root on sys.path.
@@ -244,15 +243,9 @@ def verify(
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = arguments(__doc__, smoke="500 pushes per phase")
     parser.add_argument("--count", type=int, default=20_000, help="pushes per phase")
-    parser.add_argument("--smoke", action="store_true", help="500 pushes per phase")
     parser.add_argument("--timeout", type=float, default=900, help="seconds allowed for each phase's drain")
-    parser.add_argument(
-        "--json", metavar="PATH", help="also write the figures as JSON rows (bench/_report.py)"
-    )
     args = parser.parse_args()
     count = 500 if args.smoke else args.count
     if shutil.which("wrk") is None:

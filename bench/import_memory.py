@@ -13,7 +13,6 @@ small ~ 1. --smoke: 1,000 vs 200 rows.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import psycopg
 from _harness import PYTHON, Harness, plain_url
-from _report import emit, load, row
+from _report import arguments, emit, load, row
 
 CARRIER = 3011
 
@@ -105,15 +104,9 @@ def along_the_file(result: dict) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = arguments(__doc__, smoke="1,000 vs 200 rows")
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows in the large file")
     parser.add_argument("--small", type=int, default=10_000, help="rows in the small file")
-    parser.add_argument("--smoke", action="store_true", help="1,000 vs 200 rows")
-    parser.add_argument(
-        "--json", metavar="PATH", help="also write the figures as JSON rows (bench/_report.py)"
-    )
     parser.add_argument("--timeout", type=float, default=7200, help="seconds allowed for the large import")
     args = parser.parse_args()
     large, small = (1_000, 200) if args.smoke else (args.rows, args.small)

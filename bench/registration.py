@@ -12,7 +12,6 @@ The simulator's call log gives calls, items per call, the most calls in any 1 s 
 
 from __future__ import annotations
 
-import argparse
 import logging
 import statistics
 import sys
@@ -20,7 +19,7 @@ import time
 
 import psycopg
 from _harness import API_KEY, PYTHON, Harness, max_per_second, plain_url, wait_until
-from _report import emit, load, row
+from _report import arguments, emit, load, row
 
 from lifecycle.providers.seventeentrack.adapter import WINDOW_SECONDS
 from simulators.seventeentrack import SimulatorServer
@@ -44,14 +43,8 @@ def counts(db: psycopg.Connection) -> dict[str, int]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = arguments(__doc__, smoke="400 numbers")
     parser.add_argument("--count", type=int, default=10_000, help="numbers to register")
-    parser.add_argument("--smoke", action="store_true", help="400 numbers")
-    parser.add_argument(
-        "--json", metavar="PATH", help="also write the figures as JSON rows (bench/_report.py)"
-    )
     args = parser.parse_args()
     count = 400 if args.smoke else args.count
     # 3x the time the limit needs, plus start-up: a stall fails instead of hanging.

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import psycopg
 from _harness import API_KEY, BARE_OPTS, BENCH_DIR, PYTHON, SERVE_OPTS, Harness, bare_flask, write_pushes
-from _report import Load, Row, emit, load, row
+from _report import Load, Row, arguments, emit, load, row
 
 # `lifecycle` and `simulators` are importable because _harness put the project root on sys.path.
 from lifecycle.providers.seventeentrack import webhook as st
@@ -186,9 +186,7 @@ def side_rows(side: str, runs: dict[str, list[dict]], started: Load) -> list[Row
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = arguments(__doc__, smoke="one round of 2 s per side, 1 s warm-up")
     parser.add_argument(
         "--duration", type=float, default=10.0, help="seconds of measurement per side and round"
     )
@@ -199,10 +197,6 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--bodies", type=int, default=1000, help="distinct signed pushes to rotate")
-    parser.add_argument("--smoke", action="store_true", help="one round of 2 s per side, 1 s warm-up")
-    parser.add_argument(
-        "--json", metavar="PATH", help="also write the figures as JSON rows (bench/_report.py)"
-    )
     args = parser.parse_args()
     if args.smoke:
         args.duration, args.warmup, args.rounds = 2.0, 1.0, 1
