@@ -44,6 +44,13 @@ def _tail(log: Path, lines: int = 20) -> str:
     return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
 
+def _load_watch_modules() -> None:
+    """What the watch and the result import, so that none of it is first imported while a signal
+    may arrive."""
+    import lifecycle.observability.progress  # noqa: F401
+    import lifecycle.shipments.models  # noqa: F401  (SQLAlchemy's ORM with it)
+
+
 def _summary(env: dict[str, str]) -> tuple[Counter[str], Counter[str]]:
     from sqlalchemy import select
     from sqlalchemy.exc import OperationalError
@@ -174,6 +181,10 @@ def simulate(count: int, port: int, step_seconds: float, duplicate_rate: float, 
     from lifecycle.observability.progress import on_terminal
     from simulators.seventeentrack import SimulatorServer
 
+    # Loaded before SIGTERM or Ctrl-C can interrupt the demo: an import cut short leaves its package
+    # half-initialised, and the result's database summary then failed ("module 'sqlalchemy.sql'
+    # has no attribute 'base'") instead of printing.
+    _load_watch_modules()
     interactive = on_terminal(as_json)
     # The simulator serves in this process: its request lines would be noise here.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
