@@ -8,7 +8,6 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Column, ColumnElement, Table, TypeDecorator, any_, bindparam, text
@@ -18,8 +17,6 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
-
-from lifecycle.db import UTCDateTime
 
 # PostgreSQL's deadlock and serialization failures: the whole batch may simply be retried.
 RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
@@ -181,24 +178,12 @@ def _converter(column: Column) -> Callable[[Any], Any] | None:
     """How a column's values are bound (None: as they are). Decided once per column, not per cell:
     a batch binds thousands of cells."""
     kind = column.type
-    if isinstance(kind, UTCDateTime):
-        return _naive_utc
-    if isinstance(kind, TypeDecorator):
+    if isinstance(kind, TypeDecorator):  # UTCDateTime: its own fast path for times already in UTC
         return functools.partial(kind.process_bind_param, dialect=_PG_DIALECT)
     if isinstance(kind, sqltypes.JSON):
         # none_as_null is off on our JSON columns: None is stored as JSON null, as SQLAlchemy does.
         return json.dumps
     return None
-
-
-def _naive_utc(value: datetime | None) -> datetime | None:
-    # UTCDateTime.process_bind_param without the call through the type for the usual case.
-    if value is not None and value.tzinfo is UTC:
-        return value.replace(tzinfo=None)
-    return _UTC.process_bind_param(value, _PG_DIALECT)
-
-
-_UTC = UTCDateTime()
 
 
 def one_of(session: Session, column: Any, values: Iterable[Any]) -> ColumnElement[bool]:

@@ -141,7 +141,7 @@ def test_broker_down_still_acknowledges_and_keeps_the_event(settings_factory, in
     assert health.json["status"] == "degraded" and health.json["broker"].startswith("error")
 
 
-def test_database_down_answers_503_so_17track_retries(settings_factory, intake):
+def test_database_down_answers_503_so_17track_retries(settings_factory, intake, caplog):
     app = create_app(
         settings_factory(
             database_url="postgresql+psycopg://postgres@127.0.0.1:1/nowhere", broker_url="filesystem://"
@@ -152,3 +152,8 @@ def test_database_down_answers_503_so_17track_retries(settings_factory, intake):
         health = client.get("/healthz")
     assert response.status_code == 503 and response.json["error"] == "storage_unavailable"
     assert health.status_code == 503 and health.json["status"] == "down"
+    # The failed commit's traceback once (the writer's, per batch); the webhook's answer in one line.
+    failures = ("inbox write failed", "could not store")
+    stored = [r for r in caplog.records if r.getMessage().startswith(failures)]
+    assert [r.exc_info is not None for r in stored] == [True, False], [r.getMessage() for r in stored]
+    assert "could not store a 17track webhook (OperationalError" in stored[1].getMessage()

@@ -131,7 +131,8 @@ def _load_or_adopt(
     now = utcnow()
     rows = [_adopted_row(adapter, event, now) for _, event in sorted(missing.items())]
     insert_ignoring_conflicts(session, Shipment, rows, ["provider", "number", "carrier"])
-    return lock_shipments(session, {number for number, _ in missing} | numbers_known, adapter.name)
+    # Only the adopted numbers are read again (with any row they share a number with: identical).
+    return known | lock_shipments(session, {number for number, _ in missing}, adapter.name)
 
 
 def _adopted_row(adapter: Provider, event: CanonicalEvent, now: datetime) -> dict[str, Any]:

@@ -78,8 +78,8 @@ class WebhookIntakeAsgi:
             return refusal
         try:
             inbox_id = await self.writer.write(adapter.name, raw)
-        except Exception:
-            return webhooks.unavailable(adapter.name)
+        except Exception as exc:
+            return webhooks.unavailable(adapter.name, exc)
         return webhooks.stored(adapter.name, inbox_id)
 
     async def lifespan(self, receive: Receive, send: Send) -> None:

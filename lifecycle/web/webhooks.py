@@ -25,7 +25,7 @@ from lifecycle.metrics import WEBHOOKS
 from lifecycle.observability.logs import bound_environ
 from lifecycle.providers import registry
 from lifecycle.providers.base import BodyError, Provider
-from lifecycle.providers.validation import load_json
+from lifecycle.providers.validation import load_json, readable
 
 PREFIX = "/webhooks/"
 log = logging.getLogger(__name__)
@@ -83,8 +83,8 @@ class WebhookIntake:
             return refusal
         try:
             inbox_id = self.writer.write(adapter.name, raw)
-        except Exception:
-            return unavailable(adapter.name)
+        except Exception as exc:
+            return unavailable(adapter.name, exc)
         return stored(adapter.name, inbox_id)
 
 
@@ -108,9 +108,11 @@ def stored(provider: str, inbox_id: int) -> Answer:
     return 200, b'{"inbox_id":%d,"status":"stored"}\n' % inbox_id
 
 
-def unavailable(provider: str) -> Answer:
-    """The body could not be committed: 503, and the provider retries. Called inside `except`."""
-    log.exception("could not store a %s webhook", provider)
+def unavailable(provider: str, exc: BaseException) -> Answer:
+    """The body could not be committed: 503, and the provider retries. One line per request: the
+    writer has logged the failed batch's traceback once (a database outage under load would
+    otherwise print one traceback per waiting webhook)."""
+    log.warning("could not store a %s webhook (%s): answered 503", provider, readable(exc))
     return refuse(provider, 503, "storage_unavailable", "could not store the event; retry later")
 
 
