@@ -1,14 +1,15 @@
 """Streaming CSV import: rows are read, checked and queued 5,000 at a time.
 
-Memory stays flat however long the file is: only the chunk being decided and the one being stored
-are held, and bad lines are reported through a callback as they are met (with their line numbers)
-rather than collected.
+Memory stays flat however long the file is: only the chunk being decided and those being stored
+(two on PostgreSQL) are held, and bad lines are reported through a callback as they are met (with
+their line numbers) rather than collected.
 """
 
 from __future__ import annotations
 
 import csv
 import re
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ from lifecycle.sqlutil import FreshStatistics
 
 COLUMNS = ("number", "carrier", "lang", "tag")
 CHUNK = 5000
+# Chunks stored at once on PostgreSQL (ChunkWriter says why two).
+POSTGRESQL_WRITERS = 2
 # Each queued row adds a shipment (or re-registers one) and an operation.
 GROWN_TABLES = ("shipments", "operations")
 # A row as read: its line, the number as written, and the parsed request or why it is malformed.
@@ -72,16 +75,18 @@ def import_csv(
 ) -> ImportReport:
     """Queue every good row; report every bad one, in line order, with its line number.
 
-    Each chunk is decided here while the one before it is being stored (ChunkWriter): the two
+    Each chunk is decided here while those before it are being stored (ChunkWriter): the two
     halves of the work, Python's and the database's, overlap. A chunk that shares a number with
-    the one being stored waits for it, so its decisions see every row before it, as one after
-    the other would."""
+    one being stored waits for it, so its decisions see every row before it, as one after the
+    other would."""
     report = ImportReport()
-    with ChunkWriter(session_factory, report, on_problem, on_chunk) as writer:
+    with session_factory() as session:  # SQLite has one writer at a time: more would only queue
+        writers = POSTGRESQL_WRITERS if session.get_bind().dialect.name == "postgresql" else 1
+    with ChunkWriter(session_factory, report, on_problem, on_chunk, writers) as writer:
         for chunk in _chunks(handle, report):
             registrations = [parsed for _, _, parsed in chunk if isinstance(parsed, Registration)]
             keys = {_number_key(r.number) for r in registrations}
-            if writer.storing_any(keys):
+            while writer.storing_any(keys):
                 writer.wait()
             with session_factory() as session:
                 decided = plan(session, registrations, settings)
@@ -113,9 +118,24 @@ def _number_key(number: str) -> str:
 _NOT_ALPHANUMERIC = re.compile(r"[^0-9A-Z]")
 
 
+@dataclass
+class _Flight:
+    """A chunk handed to a writer: its future outcomes, its rows (to report) and its numbers' keys."""
+
+    future: Future[list[Outcome]]
+    chunk: list[Row]
+    keys: set[str]
+
+
 class ChunkWriter:
-    """Stores one planned chunk at a time on a background thread, each in its own transaction, and
-    reports its outcomes (on the caller's thread, in line order) once it has committed."""
+    """Stores planned chunks on background threads, each in its own transaction, and reports their
+    outcomes (on the caller's thread, in line order) once they have committed.
+
+    `writers` chunks are stored at once, on as many connections. One chunk's statement keeps one
+    PostgreSQL backend busy while the other core idles (the planning thread needs about half a
+    core); two measured 1.3-1.4x the rows/s of one, three no more than two. Chunks still commit in
+    file order: each waits for the one before it to commit and rolls back if that one failed, so
+    what an interrupted or failed import leaves stored is always the file up to a chunk boundary."""
 
     def __init__(
         self,
@@ -123,44 +143,49 @@ class ChunkWriter:
         report: ImportReport,
         on_problem: Callable[[int, str, str], None],
         on_chunk: Callable[[], None],
+        writers: int = 1,
     ) -> None:
         self.session_factory, self.report = session_factory, report
         self.on_problem, self.on_chunk = on_problem, on_chunk
         self.statistics = FreshStatistics(GROWN_TABLES)
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="csv-import")
-        self.in_flight: tuple[Future[list[Outcome]], list[Row], set[str]] | None = None
+        self.writers = writers
+        self.pool = ThreadPoolExecutor(max_workers=writers, thread_name_prefix="csv-import")
+        self.in_flight: deque[_Flight] = deque()
 
     def __enter__(self) -> ChunkWriter:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
         try:
-            if kind is None:
+            while kind is None and self.in_flight:
                 self.wait()
-        finally:  # on an error or Ctrl-C the chunk being stored still commits or rolls back whole
+        finally:  # on an error or Ctrl-C the chunks being stored still commit or roll back whole
             self.pool.shutdown(wait=True, cancel_futures=True)
 
     def storing_any(self, keys: set[str]) -> bool:
-        return self.in_flight is not None and not keys.isdisjoint(self.in_flight[2])
+        return any(not keys.isdisjoint(flight.keys) for flight in self.in_flight)
 
     def store(self, chunk: list[Row], keys: set[str], decided: RegistrationPlan) -> None:
-        self.wait()
-        self.in_flight = (self.pool.submit(self._commit, decided), chunk, keys)
+        while len(self.in_flight) >= self.writers:
+            self.wait()
+        before = self.in_flight[-1].future if self.in_flight else None
+        self.in_flight.append(_Flight(self.pool.submit(self._commit, decided, before), chunk, keys))
 
-    def _commit(self, decided: RegistrationPlan) -> list[Outcome]:
+    def _commit(self, decided: RegistrationPlan, before: Future[list[Outcome]] | None) -> list[Outcome]:
         with self.session_factory() as session:
             with session.begin():
                 outcomes = decided.store(session)
+                if before is not None:  # its error, if any, is this chunk's too: it rolls back
+                    before.result()
         self.statistics.refresh(self.session_factory)
         return outcomes
 
     def wait(self) -> None:
-        """Wait for the chunk being stored (its error is raised here) and report it."""
-        if self.in_flight is None:
+        """Wait for the oldest chunk in flight (its error is raised here) and report it."""
+        if not self.in_flight:
             return
-        future, chunk, _ = self.in_flight
-        self.in_flight = None
-        _report(chunk, iter(future.result()), self.report, self.on_problem)
+        flight = self.in_flight.popleft()
+        _report(flight.chunk, iter(flight.future.result()), self.report, self.on_problem)
         self.on_chunk()
 
 

@@ -9,8 +9,9 @@ inserts the new shipments and, from what that INSERT returns, every `register` o
     INSERT INTO operations … SELECT … FROM registration_batch LEFT JOIN new … ORDER BY position
     ON CONFLICT (idempotency_key) DO NOTHING
 
-Operations keep the chunk's order (their ids follow the file), and their idempotency keys and
-payloads are built by the server from the same parts kinds.registration_key and the SQLite path use.
+Operations keep the chunk's order (their ids follow its lines; the CSV import's two chunks stored at
+once may interleave theirs), and their idempotency keys and payloads are built by the server from
+the same parts kinds.registration_key and the SQLite path use.
 Shipments registered again (deleted or rejected before) are reset by registration_rows beforehand and
 come here with their id, for their operation only.
 """
