@@ -179,3 +179,34 @@ def test_postgresql_a_chunk_stored_beside_a_failing_one_rolls_back_with_it(app, 
         csv_import.import_csv(io.StringIO(csv_text(NUMBERS)), db.new_session)
     assert calls == [NUMBERS[0], NUMBERS[2], NUMBERS[4]]
     assert stored(app) == (NUMBERS[:2], 2)  # the file up to the failing chunk; no gap, nothing after
+
+
+@pytest.mark.parametrize("where", ["after the first chunk is reported", "while deciding the fourth chunk"])
+def test_ctrl_c_leaves_the_file_queued_up_to_a_chunk_boundary(app, backend, monkeypatch, where):
+    monkeypatch.setattr(csv_import, "CHUNK", 2)
+    numbers = [f"RR{i:09d}CN" for i in range(1, 21)]
+    real_plan = csv_import.plan
+    planned: list[str] = []
+    reported: list[int] = []
+
+    def plan(session, requests, settings=None):  # type: ignore[no-untyped-def]
+        planned.append(requests[0].number)
+        if where.startswith("while") and len(planned) == 4:
+            raise KeyboardInterrupt
+        return real_plan(session, requests, settings)
+
+    def on_chunk() -> None:
+        reported.append(len(reported))
+        if where.startswith("after"):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(csv_import, "plan", plan)
+    with app.app_context(), pytest.raises(KeyboardInterrupt):
+        csv_import.import_csv(io.StringIO(csv_text(numbers)), db.new_session, on_chunk=on_chunk)
+    queued, operations = stored(app)
+    # Every chunk handed to a writer committed whole, in file order, before Ctrl-C ended the import:
+    # after chunk 1's report, the chunks in flight with it (2 on PostgreSQL); while deciding chunk
+    # 4, chunks 1-3 (both backends).
+    writers = csv_import.POSTGRESQL_WRITERS if backend == "postgresql" else 1
+    expected = 2 * writers if where.startswith("after") else 6
+    assert (queued, operations) == (numbers[:expected], expected)

@@ -159,8 +159,8 @@ class ChunkWriter:
         try:
             while kind is None and self.in_flight:
                 self.wait()
-        finally:  # on an error or Ctrl-C the chunks being stored still commit or roll back whole
-            self.pool.shutdown(wait=True, cancel_futures=True)
+        finally:  # on an error or Ctrl-C every chunk handed over still commits or rolls back whole
+            self.pool.shutdown(wait=True)
 
     def storing_any(self, keys: set[str]) -> bool:
         return any(not keys.isdisjoint(flight.keys) for flight in self.in_flight)
