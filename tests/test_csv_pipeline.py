@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import itertools
 import threading
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -38,17 +39,45 @@ def stored(app) -> tuple[list[str], int]:  # type: ignore[no-untyped-def]
         return list(numbers), session.scalar(select(func.count()).select_from(Operation)) or 0
 
 
+def committed_within(app, seconds: float) -> list[str]:  # type: ignore[no-untyped-def]
+    """The numbers committed so far, polled until some appear or `seconds` have passed."""
+    deadline = time.monotonic() + seconds
+    while not (numbers := stored(app)[0]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return numbers
+
+
+def around_save(monkeypatch, before=None, after=None) -> None:  # type: ignore[no-untyped-def]
+    """Wrap the store of each chunk: `before(first)` runs ahead of it and `after(first)` once its
+    rows are written (uncommitted), `first` being the chunk's first number. How these tests hold a
+    chunk at a chosen point or make it fail."""
+    real_save = registration_rows.save
+
+    def save(session, queued):  # type: ignore[no-untyped-def]
+        first = queued[0].known.number
+        if before is not None:
+            before(first)
+        real_save(session, queued)
+        if after is not None:
+            after(first)
+
+    monkeypatch.setattr(registration_rows, "save", save)
+
+
+def fail() -> None:
+    raise OperationalError("INSERT", {}, Exception("server closed the connection"))
+
+
 def test_a_failing_chunk_stops_the_import_and_keeps_the_chunks_before_it(app, backend, monkeypatch):
     monkeypatch.setattr(csv_import, "CHUNK", 2)
-    real_save, calls = registration_rows.save, []
+    calls: list[str] = []
 
-    def save_failing_second(session, queued):  # type: ignore[no-untyped-def]
-        calls.append(len(queued))
-        if len(calls) == 2:
-            raise OperationalError("INSERT", {}, Exception("server closed the connection"))
-        real_save(session, queued)
+    def count_then_fail_second(first: str) -> None:
+        calls.append(first)
+        if first == NUMBERS[2]:
+            fail()
 
-    monkeypatch.setattr(registration_rows, "save", save_failing_second)
+    around_save(monkeypatch, before=count_then_fail_second)
     problems: list[tuple[int, str, str]] = []
     with app.app_context(), pytest.raises(OperationalError, match="server closed"):
         csv_import.import_csv(
@@ -57,7 +86,7 @@ def test_a_failing_chunk_stops_the_import_and_keeps_the_chunks_before_it(app, ba
     assert stored(app) == (NUMBERS[:2], 2)  # the first chunk, whole; nothing of the second or after
     # No chunk after the failing one was started, but the one stored beside it (rolled back).
     writers = csv_import.POSTGRESQL_WRITERS if backend == "postgresql" else 1
-    assert calls[:2] == [2, 2] and len(calls) <= 1 + writers
+    assert calls[:2] == NUMBERS[0:4:2] and len(calls) <= 1 + writers
     assert problems == []
 
 
@@ -76,7 +105,7 @@ def test_a_number_in_the_chunk_being_stored_is_refused_in_the_next(app, monkeypa
 
 def test_the_next_chunk_is_decided_while_one_is_being_stored(app, monkeypatch):
     monkeypatch.setattr(csv_import, "CHUNK", 2)
-    real_save, real_plan = registration_rows.save, csv_import.plan
+    real_plan = csv_import.plan
     next_planned = threading.Event()
     steps: list[str] = []
 
@@ -86,15 +115,14 @@ def test_the_next_chunk_is_decided_while_one_is_being_stored(app, monkeypatch):
             next_planned.set()
         return real_plan(session, requests, settings)
 
-    def slow_save(session, queued):  # type: ignore[no-untyped-def]
-        first = queued[0].known.number
+    def wait_for_the_next_plan(first: str) -> None:
         if first == NUMBERS[0]:  # the first chunk's store waits (bounded) for the second's plan
             steps.append(f"overlapped {next_planned.wait(timeout=60)}")
-        real_save(session, queued)
-        steps.append(f"saved {first}")
 
     monkeypatch.setattr(csv_import, "plan", plan)
-    monkeypatch.setattr(registration_rows, "save", slow_save)
+    around_save(
+        monkeypatch, before=wait_for_the_next_plan, after=lambda first: steps.append(f"saved {first}")
+    )
     with app.app_context():
         report = csv_import.import_csv(io.StringIO(csv_text(NUMBERS[:4])), db.new_session)
     assert report.queued == 4
@@ -108,7 +136,7 @@ def test_a_number_is_decided_only_once_every_chunk_holding_it_has_committed(app,
     # Line 6 (third chunk) repeats line 4's number (second chunk). On PostgreSQL the first and
     # second chunks are both in flight when the third is read: it must wait for the second too.
     text = csv_text(NUMBERS[:5]) + f"{NUMBERS[2]},3011\n"
-    real_save, real_plan = registration_rows.save, csv_import.plan
+    real_plan = csv_import.plan
     third_planned = threading.Event()
     steps: list[str] = []
 
@@ -118,14 +146,12 @@ def test_a_number_is_decided_only_once_every_chunk_holding_it_has_committed(app,
             third_planned.set()
         return real_plan(session, requests, settings)
 
-    def save(session, queued):  # type: ignore[no-untyped-def]
-        if queued and queued[0].known.number == NUMBERS[2]:
+    def hold_the_second(first: str) -> None:
+        if first == NUMBERS[2]:
             third_planned.wait(timeout=2)  # set only if the third chunk was wrongly decided now
-        real_save(session, queued)
-        steps.append(f"saved {queued[0].known.number}" if queued else "saved nothing")
 
     monkeypatch.setattr(csv_import, "plan", plan)
-    monkeypatch.setattr(registration_rows, "save", save)
+    around_save(monkeypatch, before=hold_the_second, after=lambda first: steps.append(f"saved {first}"))
     problems: list[tuple[int, str, str]] = []
     with app.app_context():
         report = csv_import.import_csv(io.StringIO(text), db.new_session, lambda *p: problems.append(p))
@@ -138,21 +164,21 @@ def test_a_number_is_decided_only_once_every_chunk_holding_it_has_committed(app,
 @pytest.mark.parametrize("backend", ["postgresql"])
 def test_postgresql_stores_two_chunks_at_once_and_commits_them_in_file_order(app, monkeypatch):
     monkeypatch.setattr(csv_import, "CHUNK", 2)
-    real_save = registration_rows.save
     second_saved = threading.Event()
     seen: dict[str, object] = {}
 
-    def save(session, queued):  # type: ignore[no-untyped-def]
-        first = queued[0].known.number
+    def wait_for_the_second(first: str) -> None:
         if first == NUMBERS[0]:  # the first chunk's store waits (bounded) for the second's
             seen["overlapped"] = second_saved.wait(timeout=60)
-            # The second chunk has stored its rows but must not commit before this one has.
-            seen["second visible before the first commits"] = stored(app)[0]
-        real_save(session, queued)
-        if first == NUMBERS[2]:
-            second_saved.set()
+            # The second chunk has stored its rows but must not commit before this one has: given
+            # two seconds to show up from another session, they must not.
+            seen["second visible before the first commits"] = committed_within(app, seconds=2)
 
-    monkeypatch.setattr(registration_rows, "save", save)
+    around_save(
+        monkeypatch,
+        before=wait_for_the_second,
+        after=lambda first: second_saved.set() if first == NUMBERS[2] else None,
+    )
     with app.app_context():
         report = csv_import.import_csv(io.StringIO(csv_text(NUMBERS[:6])), db.new_session)
     assert seen == {"overlapped": True, "second visible before the first commits": []}
@@ -163,21 +189,20 @@ def test_postgresql_stores_two_chunks_at_once_and_commits_them_in_file_order(app
 @pytest.mark.parametrize("backend", ["postgresql"])
 def test_postgresql_a_chunk_stored_beside_a_failing_one_rolls_back_with_it(app, monkeypatch):
     monkeypatch.setattr(csv_import, "CHUNK", 2)
-    real_save = registration_rows.save
     third_saved = threading.Event()
     calls: list[str] = []
 
-    def save(session, queued):  # type: ignore[no-untyped-def]
-        first = queued[0].known.number
+    def fail_the_second_once_the_third_is_stored(first: str) -> None:
         calls.append(first)
-        if first == NUMBERS[2]:  # the second chunk fails once the third has stored its rows
+        if first == NUMBERS[2]:
             assert third_saved.wait(timeout=60)
-            raise OperationalError("INSERT", {}, Exception("server closed the connection"))
-        real_save(session, queued)
-        if first == NUMBERS[4]:
-            third_saved.set()
+            fail()
 
-    monkeypatch.setattr(registration_rows, "save", save)
+    around_save(
+        monkeypatch,
+        before=fail_the_second_once_the_third_is_stored,
+        after=lambda first: third_saved.set() if first == NUMBERS[4] else None,
+    )
     with app.app_context(), pytest.raises(OperationalError, match="server closed"):
         csv_import.import_csv(io.StringIO(csv_text(NUMBERS)), db.new_session)
     assert calls == [NUMBERS[0], NUMBERS[2], NUMBERS[4]]

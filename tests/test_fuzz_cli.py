@@ -56,3 +56,33 @@ def test_import_reports_every_row_of_any_csv(cli_env, tmp_path_factory, rows):
     assert result.exit_code == 0, result.output
     report = json.loads(result.output.split("\nwarning:")[0])
     assert report["rows"] == report["queued"] + report["refused"] + report["malformed"]
+
+
+def _threads_value(raw: str) -> int | None:
+    """What `serve --threads` accepts: an integer (as Python's int() reads it) from 1 to 512."""
+    try:
+        value = int(raw)
+    except ValueError:
+        return None
+    return value if 1 <= value <= 512 else None
+
+
+@FUZZ
+@given(raw=st.one_of(st.integers().map(str), st.sampled_from(["0", "512", "513", " 7 ", "+3", "١٢"]), texts))
+def test_serve_threads_is_checked_before_anything_starts(cli_env, monkeypatch, raw):
+    from lifecycle.cli import processes
+
+    started: list[list[str]] = []
+    monkeypatch.setattr(processes, "_check_port", lambda host, port: None)
+    monkeypatch.setattr(processes, "_database_ready", lambda upgrade_embedded: None)
+    monkeypatch.setattr(processes, "_metrics_folder", lambda name: None)
+    monkeypatch.setattr(processes.os, "execv", lambda path, args: started.append(args))
+    result = CliRunner().invoke(cli, ["serve", f"--threads={raw}"])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    expected = _threads_value(raw)
+    if expected is None:  # a usage error naming the option; gunicorn never started
+        assert (result.exit_code, started) == (2, []), result.output
+        assert "--threads" in result.output
+    else:
+        assert result.exit_code == 0, result.output
+        assert started and f"WEB_THREADS={expected}" in started[0]
